@@ -1,0 +1,167 @@
+"""The case as the core sees it: its state, the commands that change it, the events it emits.
+
+Everything here is a frozen pydantic model so that the faust table can keep the objects
+in memory and the codec can write them to the changelog as JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.inbound import Citizen, CitizenFeedback, UnitUpdate
+
+StateName = Literal[
+    "received", "triage", "dispatched", "acknowledged", "suspended", "resolved", "closed"
+]
+Source = Literal["complaint", "sensed"]
+Priority = Literal["urgent", "normal"]
+Outcome = Literal["satisfied", "basically_satisfied", "unrated", "verified"]
+EventType = Literal[
+    "created", "dispatched", "triaged", "acknowledged", "progress", "returned", "assigned",
+    "assisted", "suspended", "resumed", "resolved", "verified", "rated", "reopened", "closed",
+    "merged", "warned", "escalated",
+]
+Stage = Literal["ack", "resolve", "feedback"]
+APPLIED_KEYS_KEPT = 200
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Complainant(Frozen):
+    """Personal data: lives only in the case state, never on ``case.events``."""
+
+    complaint_id: str
+    channel: str
+    citizen: Citizen | None = None
+
+
+class Pause(Frozen):
+    start: datetime
+    end: datetime | None = None
+    reason: str | None = None
+    until: datetime | None = None
+
+
+# ---- commands: everything that may change a case, serialised on one partition per case ----
+
+
+class Origin(Frozen):
+    """Where the input came from, for the dead letter if the case writer refuses it."""
+
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    original: str = ""
+
+
+class OpenCase(Frozen):
+    kind: Literal["open"] = "open"
+    source: Source
+    key: str  # the idempotency key: complaint_id or event_id
+    category: str
+    priority: Priority
+    location: dict[str, Any]
+    summary: str
+    reported_at: datetime
+    sensor_id: str | None = None
+    severity: str | None = None
+    complainant: Complainant | None = None
+
+
+class ApplyUpdate(Frozen):
+    kind: Literal["update"] = "update"
+    update: UnitUpdate
+
+
+class ApplyRating(Frozen):
+    kind: Literal["rate"] = "rate"
+    feedback: CitizenFeedback
+
+
+class Expire(Frozen):
+    """A stage deadline fired (the SLA work will produce these from a durable timer table)."""
+
+    kind: Literal["expire"] = "expire"
+    stage: Stage
+    due: datetime
+
+
+Body = Annotated[OpenCase | ApplyUpdate | ApplyRating | Expire, Field(discriminator="kind")]
+
+
+class Command(Frozen):
+    case_id: str
+    at: datetime  # engine time when the input was taken: the core's "now", stable on replay
+    body: Body
+    origin: Origin | None = None
+
+    @property
+    def key(self) -> str:
+        b = self.body
+        if isinstance(b, OpenCase):
+            return f"open:{b.key}"
+        if isinstance(b, ApplyUpdate):
+            return f"update:{b.update.update_id}"
+        if isinstance(b, ApplyRating):
+            return f"feedback:{b.feedback.feedback_id}"
+        return f"expire:{b.stage}:{b.due.isoformat()}"
+
+
+# ---- events and state ----
+
+
+class CaseEvent(Frozen):
+    case_id: str
+    seq: int
+    type: EventType
+    at: datetime
+    state: StateName
+    unit: str
+    actor: str | None = None
+    stage: Stage | None = None
+    due: datetime | None = None
+    escalation_level: int = 0
+    returns: int = 0
+    reason: str | None = None
+    note: str | None = None
+    rating: str | None = None
+    outcome: Outcome | None = None
+    assist_units: tuple[str, ...] | None = None
+    first_responsible: bool | None = None
+    until: datetime | None = None
+    opened: OpenCase | None = None  # only on ``created``: what evolve builds the case from
+
+
+class CaseState(Frozen):
+    case_id: str
+    source: Source
+    state: StateName
+    category: str
+    priority: Priority
+    location: dict[str, Any]
+    summary: str
+    origin_key: str
+    sensor_id: str | None = None
+    unit: str
+    co_handlers: tuple[str, ...] = ()
+    seq: int = 0
+    created_at: datetime
+    updated_at: datetime
+    stage: Stage | None = None
+    due: datetime | None = None
+    escalation_level: int = 0
+    returns: int = 0
+    first_responsible: bool = False
+    reopened: int = 0
+    outcome: Outcome | None = None
+    resume_to: StateName | None = None
+    pauses: tuple[Pause, ...] = ()
+    complainants: tuple[Complainant, ...] = ()
+    applied: tuple[str, ...] = ()
+    history: tuple[CaseEvent, ...] = ()

@@ -1,0 +1,95 @@
+"""react: what the world must be told about a case's new events.
+
+Every output carries a deterministic id (case, seq, kind, target), used as its CloudEvents
+``ce_id``, so a command replayed after a crash re-sends identical messages a consumer can drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from engine.core.model import CaseEvent, CaseState
+from engine.topology import Topology
+from schemas.outbound import CaseEventMessage, CitizenNotification, DispatchOrder
+
+Channel = Literal["case_events", "dispatch", "notifications"]
+
+HOLDER_CHANGES = frozenset({"dispatched", "triaged", "returned", "assigned", "reopened"})
+SUMMARY_CHARS = 280
+
+_NOTICES = {
+    "created": ("received", "您的诉求已受理，正在派发处理。"),
+    "resolved": ("resolved", "您的诉求已办结，请对办理结果进行评价。"),
+    "reopened": ("reopened", "您对办理结果不满意，诉求已重新派发并提级督办。"),
+    "closed": ("closed", "您的诉求已办结归档，感谢您的监督。"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    channel: Channel
+    key: str
+    value: BaseModel
+    ce_id: str
+    ce_type: str
+    district: str | None = None  # for dispatch: the topic suffix (district code or "city")
+
+
+def react(case: CaseState, events: list[CaseEvent], topology: Topology) -> list[Output]:
+    """``case`` is the state after all ``events``; outputs come in event order."""
+    out: list[Output] = []
+    for e in events:
+        out.append(_event_message(case, e))
+        if e.type in HOLDER_CHANGES:
+            out.append(_order(case, e, e.unit, "handler", topology))
+        elif e.type == "assisted":
+            out.extend(_order(case, e, u, "assist", topology) for u in e.assist_units or ())
+        if case.source == "complaint" and e.type in _NOTICES:
+            out.extend(_notices(case, e))
+    return out
+
+
+def _event_message(case: CaseState, e: CaseEvent) -> Output:
+    msg = CaseEventMessage(
+        event_id=f"{case.case_id}/{e.seq}", case_id=case.case_id, seq=e.seq, type=e.type,
+        state=e.state, unit=e.unit, at=e.at, due=e.due, stage=e.stage, actor=e.actor,
+        category=case.category, priority=case.priority, source=case.source,
+        escalation_level=e.escalation_level, returns=e.returns, outcome=e.outcome,
+        rating=e.rating, reason=e.reason,
+        assist_units=list(e.assist_units) if e.assist_units else None,
+        first_responsible=e.first_responsible,
+    )
+    return Output("case_events", case.case_id, msg, msg.event_id, f"zhida.case.{e.type}")
+
+
+def _order(case: CaseState, e: CaseEvent, target: str, role: str, topology: Topology) -> Output:
+    order_id = f"{case.case_id}/{e.seq}/case/{target}"
+    citizen = None
+    if case.source == "complaint" and case.complainants and case.complainants[0].citizen:
+        citizen = case.complainants[0].citizen.model_dump(exclude_none=True)
+    order = DispatchOrder(
+        order_id=order_id, kind="case", target=target, case_id=case.case_id,
+        stage=e.stage or "ack", due=e.due, escalation_level=e.escalation_level,
+        summary=case.summary[:SUMMARY_CHARS], category=case.category, priority=case.priority,
+        location=case.location, role=role, source=case.source, citizen=citizen,
+        issued_at=e.at,
+    )
+    return Output("dispatch", target, order, order_id, "zhida.dispatch.case",
+                  district=topology.dispatch_key(target))
+
+
+def _notices(case: CaseState, e: CaseEvent) -> list[Output]:
+    kind, text = _NOTICES[e.type]
+    out = []
+    for c in case.complainants:
+        nid = f"{case.case_id}/{e.seq}/notice/{c.complaint_id}"
+        note = CitizenNotification(
+            notification_id=nid, case_id=case.case_id, complaint_id=c.complaint_id,
+            channel=c.channel, kind=kind, ask_rating=e.type == "resolved", state=e.state,
+            outcome=e.outcome, message=text, at=e.at,
+        )
+        out.append(Output("notifications", case.case_id, note, nid, f"zhida.citizen.{kind}"))
+    return out

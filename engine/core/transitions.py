@@ -1,0 +1,68 @@
+"""The transition table of a case: which action, from which states, by whom, to which states.
+
+This table is the single statement of the closed loop's rules. ``decide`` enforces it and
+``docs/lifecycle.md`` is generated from it (``python -m engine.core.diagram``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["holder", "co_handler", "ancestor", "citizen", "engine", "intake"]
+
+OPEN_STATES = frozenset({"triage", "dispatched", "acknowledged", "suspended", "resolved"})
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: str
+    sources: frozenset[str]  # states the action is valid in
+    who: frozenset[Role]  # who may take it
+    targets: tuple[str, ...]  # states it may lead to ("previous" = the state before suspension)
+    events: tuple[str, ...]  # event types it emits, in order
+    case_sources: frozenset[str] = frozenset({"complaint", "sensed"})
+    note: str = ""
+
+
+def _t(action: str, sources: str, who: str, targets: str, events: str, case_sources: str = "",
+       note: str = "") -> Transition:
+    return Transition(
+        action=action,
+        sources=frozenset(sources.split()),
+        who=frozenset(who.split()),  # type: ignore[arg-type]
+        targets=tuple(targets.split()),
+        events=tuple(events.split()),
+        case_sources=frozenset(case_sources.split() or ("complaint", "sensed")),
+        note=note,
+    )
+
+
+TRANSITIONS: dict[str, Transition] = {
+    t.action: t
+    for t in [
+        _t("open", "new", "intake", "dispatched triage", "created dispatched triaged",
+           note="routed to the lowest owning unit; unplaceable locations go to city triage"),
+        _t("ack", "triage dispatched", "holder ancestor", "acknowledged", "acknowledged",
+           note="签收; in triage the city centre handles it itself"),
+        _t("progress", "acknowledged", "holder co_handler ancestor", "acknowledged", "progress"),
+        _t("return", "dispatched acknowledged", "holder", "dispatched", "returned",
+           note="退单 to the parent; at the policy's cap the parent must handle it (首接负责)"),
+        _t("assign", "triage dispatched acknowledged", "holder ancestor", "dispatched",
+           "assigned", note="only to units below the assigner; not by a holder bound by 首接负责"),
+        _t("assist", "dispatched acknowledged", "holder ancestor", "dispatched acknowledged",
+           "assisted", note="吹哨报到: units join as co-handlers"),
+        _t("suspend", "dispatched acknowledged", "holder ancestor", "suspended", "suspended",
+           note="approved extension: the SLA clock pauses"),
+        _t("resume", "suspended", "holder ancestor", "previous", "resumed",
+           note="back to the state before suspension; the deadline moves by the pause"),
+        _t("resolve", "acknowledged", "holder ancestor", "resolved", "resolved"),
+        _t("verify", "resolved", "ancestor", "closed", "verified closed", case_sources="sensed",
+           note="a sensed case closes when the dispatching level verifies it"),
+        _t("rate", "resolved", "citizen", "closed dispatched", "rated closed reopened",
+           case_sources="complaint",
+           note="satisfied/basically_satisfied close it; unsatisfied reopens it, supervision +1"),
+        _t("expire_feedback", "resolved", "engine", "closed", "closed", case_sources="complaint",
+           note="no rating in time: closed as unrated, never satisfied by default"),
+    ]
+}

@@ -1,0 +1,95 @@
+"""Messages the engine produces (CONTRACT.md, "Topics out")."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.common import Priority, Time
+
+CaseStateName = Literal[
+    "received", "triage", "dispatched", "acknowledged", "suspended", "resolved", "closed"
+]
+Outcome = Literal["satisfied", "basically_satisfied", "unrated", "verified"]
+DeadLetterReason = Literal[
+    "decode", "schema", "unknown_unit", "unknown_case", "unauthorized",
+    "invalid_transition", "oversize",
+]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DispatchOrder(Out):
+    """Work for a unit, on ``zhida.dispatch.<district>``, keyed by ``target``."""
+
+    order_id: str
+    kind: Literal["case", "directive", "reminder", "supervision"]
+    target: str
+    case_id: str | None = None
+    directive_id: str | None = None
+    stage: str
+    due: Time | None = None
+    escalation_level: int = 0
+    summary: str = ""
+    category: str | None = None
+    priority: Priority | None = None
+    location: dict[str, Any] | None = None
+    role: Literal["handler", "assist"] = "handler"
+    source: Literal["complaint", "sensed"] | None = None
+    citizen: dict[str, Any] | None = None
+    issued_at: Time
+
+
+class CaseEventMessage(Out):
+    """One state change of a case on ``zhida.case.events``; never carries personal data."""
+
+    event_id: str
+    case_id: str
+    seq: int
+    type: str
+    state: CaseStateName
+    unit: str
+    at: Time
+    due: Time | None = None
+    stage: str | None = None
+    actor: str | None = None
+    category: str | None = None
+    priority: Priority | None = None
+    source: Literal["complaint", "sensed"] | None = None
+    escalation_level: int = 0
+    returns: int = 0
+    outcome: Outcome | None = None
+    rating: str | None = None
+    reason: str | None = None
+    assist_units: list[str] | None = None
+    first_responsible: bool | None = None
+
+
+class CitizenNotification(Out):
+    """What to tell one complainant; the hotline system maps ``complaint_id`` to the person."""
+
+    notification_id: str
+    case_id: str
+    complaint_id: str
+    channel: str
+    kind: Literal["received", "resolved", "closed", "reopened"]
+    ask_rating: bool = False
+    state: CaseStateName
+    outcome: Outcome | None = None
+    message: str
+    at: Time
+
+
+class DeadLetter(Out):
+    reason: DeadLetterReason
+    detail: str
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    original: str | None = None
+    original_base64: str | None = None
+    at: Time
