@@ -1,0 +1,13 @@
+"""One module per inbound stream; ``register_all`` wires them onto an engine."""
+
+from __future__ import annotations
+
+from engine.app import Engine
+from handlers import case_commands, citizen_feedback, complaints, sensed, unit_updates
+
+MODULES = (complaints, sensed, unit_updates, citizen_feedback, case_commands)
+
+
+def register_all(engine: Engine) -> None:
+    for module in MODULES:
+        module.register(engine)

@@ -1,0 +1,105 @@
+"""``zhida``: broker, worker, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from engine.settings import Settings
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from engine.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port, host=args.host).start()
+    print(f"embedded broker (Tansu) ready: bootstrap {broker.bootstrap}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            if broker.proc is None or broker.proc.poll() is not None:
+                print("broker exited", file=sys.stderr)
+                return 1
+    finally:
+        broker.stop()
+        print("broker stopped", flush=True)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from engine import worker
+
+    settings = Settings.from_env(
+        bootstrap=args.bootstrap, http_port=args.http_port, topology=args.topology,
+        policy=args.policy, catalogue=args.catalogue, data_dir=args.data_dir,
+        partitions=args.partitions, log_level=args.log_level,
+    )
+    worker.run(settings)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from engine.sim import cli as sim_cli
+
+    return sim_cli.main(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from engine import demo
+
+    return demo.main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zhida", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("broker", help="run the embedded Kafka-compatible broker")
+    b.add_argument("--port", type=int, default=9092)
+    b.add_argument("--host", default="127.0.0.1")
+    b.set_defaults(func=_broker)
+
+    w = sub.add_parser("worker", help="run the engine (ZHIDA_BOOTSTRAP or --bootstrap)")
+    w.add_argument("--bootstrap", help="Kafka bootstrap servers, comma-separated")
+    w.add_argument("--topology", type=Path)
+    w.add_argument("--policy", type=Path)
+    w.add_argument("--catalogue", type=Path)
+    w.add_argument("--http-port", type=int)
+    w.add_argument("--data-dir", type=Path)
+    w.add_argument("--partitions", type=int)
+    w.add_argument("--log-level")
+    w.set_defaults(func=_worker)
+
+    s = sub.add_parser("simulate", help="synthetic complaints, alarms, district centres, citizens")
+    _simulation_flags(s)
+    s.add_argument("--bootstrap", default=None)
+    s.set_defaults(func=_simulate)
+
+    d = sub.add_parser("demo", help="broker + worker + simulator, then a summary")
+    _simulation_flags(d)
+    d.add_argument("--http-port", type=int, default=None)
+    d.set_defaults(func=_demo)
+    return p
+
+
+def _simulation_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rate", type=float, default=20.0, help="new complaints+alarms per second")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of new input")
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--drain", type=float, default=20.0,
+                   help="seconds to let open cases finish after the input stops")
+    p.add_argument("--speed", type=float, default=60.0,
+                   help="simulated seconds per real second for unit and citizen delays")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The shared loop of every inbound handler: decode, turn into a case command, forward.
+
+Inbound handlers never touch case state; the case writer (handlers/case_commands.py) does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import faust
+
+from engine import logs
+from engine.app import Engine
+from engine.core.model import Command, Origin
+from schemas.codec import Refused, encode
+
+log = logs.get("zhida.intake")
+
+ToCommand = Callable[[bytes | None, Origin, datetime], Command]
+
+
+async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: ToCommand
+                  ) -> None:
+    inputs = engine.metrics.inputs.labels(name)
+    async for event in stream.events():
+        inputs.inc()
+        try:
+            cmd = to_command(event.message.value, engine.origin_of(event), engine.clock())
+        except Refused as r:
+            await engine.dead_letter_event(event, r.reason, r.detail)
+            continue
+        except Exception as e:  # a bug must not stop the stream; the input is kept
+            log.exception("intake_failed", topic=event.message.topic)
+            await engine.dead_letter_event(event, "schema", f"could not be processed: {e!r}")
+            continue
+        await engine.send_command(cmd.case_id, encode(cmd))

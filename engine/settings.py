@@ -1,0 +1,39 @@
+"""Configuration from the environment (``ZHIDA_*``), overridable by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"ZHIDA_{name}", default)
+
+
+class Settings(BaseModel):
+    bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "zhida"
+    prefix: str = "zhida."
+    partitions: int = Field(default=4, ge=1)
+    replication: int = Field(default=1, ge=1)
+    http_host: str = "127.0.0.1"
+    http_port: int = 6066
+    topology: Path | None = None
+    catalogue: Path | None = None
+    policy: Path | None = None
+    data_dir: Path = Path("var")
+    store: str = "memory://"
+    log_level: str = "info"
+    source: str = "/zhida/engine"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            v = _env(name.upper())
+            if v is not None:
+                values[name] = v
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

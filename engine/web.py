@@ -1,0 +1,55 @@
+"""HTTP endpoints of the worker (CONTRACT.md "HTTP")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from engine.app import Engine
+from engine.logs import mask_name, mask_phone
+
+
+def case_view(state: Any) -> dict[str, Any]:
+    """The case for people: personal data masked, history without it anyway."""
+    data = state.model_dump(mode="json", exclude={"applied"})
+    for c in data.get("complainants", []):
+        citizen = c.get("citizen") or {}
+        if citizen.get("name"):
+            citizen["name"] = mask_name(citizen["name"])
+        if citizen.get("phone"):
+            citizen["phone"] = mask_phone(citizen["phone"])
+    data["summary"] = mask_phone(data.get("summary", ""))
+    return data
+
+
+def register(engine: Engine) -> None:
+    app = engine.app
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        if engine.ready:
+            return self.json({"status": "ready"})
+        return self.json({"status": "starting"}, status=503)
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        return self.bytes(generate_latest(engine.metrics.registry),
+                          content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
+
+    @app.page("/catalogue")
+    async def catalogue(self: View, request: Request) -> Response:
+        return self.json(engine.world.catalogue.as_json())
+
+    @app.page("/cases/{case_id}")
+    @app.table_route(table=engine.cases, match_info="case_id")
+    async def case(self: View, request: Request, case_id: str) -> Response:
+        state = engine.load(case_id)
+        if state is None:
+            return self.json({"error": "unknown case", "case_id": case_id}, status=404)
+        return self.json(case_view(state))

@@ -1,0 +1,37 @@
+"""``zhida.intake.complaints`` → open-case commands."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from engine.app import Engine
+from engine.catalogue import Catalogue
+from engine.core.model import Command, Complainant, OpenCase, Origin
+from engine.ids import case_id_for
+from engine.intake import forward
+from schemas.codec import decode
+from schemas.inbound import Complaint
+
+
+def to_command(catalogue: Catalogue, raw: bytes | None, origin: Origin, now: datetime
+               ) -> Command:
+    c = decode(Complaint, raw)
+    known = catalogue.get(c.category, "complaint")
+    priority = c.priority or (known.priority if known else "normal")
+    body = OpenCase(
+        source="complaint", key=c.complaint_id, category=c.category, priority=priority,
+        location=c.location.model_dump(), summary=c.description, reported_at=c.reported_at,
+        complainant=Complainant(complaint_id=c.complaint_id, channel=c.channel,
+                                citizen=c.citizen),
+    )
+    return Command(case_id=case_id_for("complaint", c.complaint_id), at=now, body=body,
+                   origin=origin)
+
+
+def register(engine: Engine) -> None:
+    catalogue = engine.world.catalogue
+
+    @engine.app.agent(engine.topics["complaints"], name="intake-complaints")
+    async def complaints(stream):  # type: ignore[no-untyped-def]
+        await forward(engine, stream, "complaints",
+                      lambda raw, origin, now: to_command(catalogue, raw, origin, now))

@@ -1,0 +1,42 @@
+"""``zhida.intake.sensed`` → open-case commands, one case per alarm event for now."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from engine.app import Engine
+from engine.catalogue import Catalogue
+from engine.core.model import Command, OpenCase, Origin
+from engine.ids import case_id_for
+from engine.intake import forward
+from schemas.codec import decode
+from schemas.inbound import SensedAlarm
+
+
+def to_command(catalogue: Catalogue, raw: bytes | None, origin: Origin, now: datetime
+               ) -> Command:
+    a = decode(SensedAlarm, raw)
+    known = catalogue.get(a.kind, "sensed")
+    if a.severity == "critical":
+        priority = "urgent"
+    elif a.severity == "warning" and known is not None:
+        priority = known.priority
+    else:
+        priority = "normal"
+    name = known.name if known else a.kind
+    reading = f" {a.value:g}{a.unit or ''}" if a.value is not None else ""
+    body = OpenCase(
+        source="sensed", key=a.event_id, category=a.kind, priority=priority,
+        location=a.location.model_dump(), summary=f"{name} [{a.severity}] {a.sensor_id}{reading}",
+        reported_at=a.observed_at, sensor_id=a.sensor_id, severity=a.severity,
+    )
+    return Command(case_id=case_id_for("sensed", a.event_id), at=now, body=body, origin=origin)
+
+
+def register(engine: Engine) -> None:
+    catalogue = engine.world.catalogue
+
+    @engine.app.agent(engine.topics["sensed"], name="intake-sensed")
+    async def sensed(stream):  # type: ignore[no-untyped-def]
+        await forward(engine, stream, "sensed",
+                      lambda raw, origin, now: to_command(catalogue, raw, origin, now))
