@@ -11,7 +11,7 @@ from schemas.inbound import Citizen, CitizenFeedback, UnitUpdate
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 STREET = "500103001"  # 渝中区 七星岗街道
 DISTRICT = "500103"  # 渝中区
-OTHER_STREET = "500103002"
+OTHER_STREET = "500103003"  # 解放碑街道
 OTHER_DISTRICT_STREET = "500104001"
 CITY = "500000"
 
