@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from engine import envelope, logs, state_codec
+from engine import envelope, logs, state_codec, transport
 from engine.clock import Clock, system_clock
 from engine.core import Output, World
 from engine.core.model import CaseState, Origin
@@ -37,9 +37,10 @@ class Engine:
         self.names = TopicNames(settings.prefix)
         self.ready = False
         state_codec.register()
+        transport.register()
         self.app = faust.App(
             settings.app_id,
-            broker=[f"kafka://{b.strip()}" for b in settings.bootstrap.split(",")],
+            broker=[f"{transport.SCHEME}://{b.strip()}" for b in settings.bootstrap.split(",")],
             store=settings.store,
             datadir=str(settings.data_dir),
             key_serializer="raw",
