@@ -19,7 +19,7 @@ class Transition:
     action: str
     sources: frozenset[str]  # states the action is valid in
     who: frozenset[Role]  # who may take it
-    targets: tuple[str, ...]  # states it may lead to ("previous" = the state before suspension)
+    targets: tuple[str, ...]  # "same": unchanged; "previous": before suspension
     events: tuple[str, ...]  # event types it emits, in order
     case_sources: frozenset[str] = frozenset({"complaint", "sensed"})
     note: str = ""
@@ -45,12 +45,12 @@ TRANSITIONS: dict[str, Transition] = {
            note="routed to the lowest owning unit; unplaceable locations go to city triage"),
         _t("ack", "triage dispatched", "holder ancestor", "acknowledged", "acknowledged",
            note="签收; in triage the city centre handles it itself"),
-        _t("progress", "acknowledged", "holder co_handler ancestor", "acknowledged", "progress"),
+        _t("progress", "acknowledged", "holder co_handler ancestor", "same", "progress"),
         _t("return", "dispatched acknowledged", "holder", "dispatched", "returned",
            note="退单 to the parent; at the policy's cap the parent must handle it (首接负责)"),
         _t("assign", "triage dispatched acknowledged", "holder ancestor", "dispatched",
            "assigned", note="only to units below the assigner; not by a holder bound by 首接负责"),
-        _t("assist", "dispatched acknowledged", "holder ancestor", "dispatched acknowledged",
+        _t("assist", "dispatched acknowledged", "holder ancestor", "same",
            "assisted", note="吹哨报到: units join as co-handlers"),
         _t("suspend", "dispatched acknowledged", "holder ancestor", "suspended", "suspended",
            note="approved extension: the SLA clock pauses"),

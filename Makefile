@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench docs broker worker clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## broker + worker + simulator on the embedded broker, then a summary
+	$(BIN)/zhida demo $(ARGS)
+
+test: $(STAMP)  ## lint, unit tests, integration tests against the embedded broker
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP)  ## throughput and latency baseline; writes docs/benchmarks.md
+	$(BIN)/python -m bench.run $(ARGS)
+
+docs: $(STAMP)  ## regenerate docs/schemas/*.json and docs/lifecycle.md
+	$(BIN)/python -m engine.docgen
+
+broker: $(STAMP)
+	$(BIN)/zhida broker
+
+worker: $(STAMP)
+	$(BIN)/zhida worker
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
