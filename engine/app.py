@@ -16,7 +16,7 @@ from faust.types import EventT
 from engine import envelope, logs, state_codec, transport
 from engine.clock import Clock, system_clock
 from engine.core import Output, World
-from engine.core.model import CaseState, Origin
+from engine.core.model import CaseState, Origin, StateName
 from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.topology import CITY_TOPIC_KEY
@@ -25,6 +25,7 @@ from schemas.outbound import DeadLetter
 from topics import SPECS, TopicNames
 
 log = logs.get("zhida.engine")
+STATES: tuple[str, ...] = StateName.__args__  # type: ignore[attr-defined]
 
 
 class Engine:
@@ -87,8 +88,8 @@ class Engine:
         counts: dict[str, int] = {}
         for state in self.cases.values():
             counts[state.state] = counts.get(state.state, 0) + 1
-        for name, n in counts.items():
-            self.metrics.cases.labels(name).set(n)
+        for name in STATES:
+            self.metrics.cases.labels(name).set(counts.get(name, 0))
         self.ready = True
         self.metrics.ready.set(1)
         log.info("ready", cases=sum(counts.values()))
