@@ -1,0 +1,340 @@
+"""``zhida demo``: embedded broker + a worker process + the simulator, then a summary.
+
+Everything runs on this machine in a temporary directory (broker log, worker log, worker
+data, the demo's SLA policy); it is removed after a successful or interrupted run and kept,
+with its path printed, after a failure. The worker's SLA deadlines are the default policy divided by
+``--speed``, so the engine's deadlines and the simulated centres share one clock: a centre
+that acknowledges late in simulated time is late for the engine too.
+
+The broker and the worker are stopped in a ``finally`` block (worker: SIGINT, ≤10 s, then
+SIGKILL to its process group; broker: ``EmbeddedBroker.stop``), and the demo checks that no
+process it started is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from engine import policy as policy_module
+from engine.broker import EmbeddedBroker, free_port
+from engine.sim import SimStats
+from engine.sim.cli import ProgressLine, fmt_ms, run_simulation
+from engine.topology import CITY_TOPIC_KEY, Topology
+
+READY_TIMEOUT = 60.0
+STOP_GRACE = 10.0
+_duration = TypeAdapter(timedelta)
+
+
+class DemoError(Exception):
+    pass
+
+
+# ---- the worker process ----
+
+
+class WorkerProcess:
+    def __init__(self, bootstrap: str, http_port: int, workdir: Path, policy: Path | None
+                 ) -> None:
+        self.bootstrap = bootstrap
+        self.http_port = http_port
+        self.data_dir = workdir / "data"
+        self.log_path = workdir / "worker.log"
+        self.policy = policy
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "engine.cli", "worker", "--bootstrap", self.bootstrap,
+               "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]
+        if self.policy is not None:
+            cmd += ["--policy", str(self.policy)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise DemoError(f"the worker exited with {code} before it was ready; "
+                                f"its log ends with:\n{self.log_tail()}")
+            with contextlib.suppress(OSError):
+                if self.get("/readyz", timeout=2.0)[0] == 200:
+                    return time.monotonic() - started
+            time.sleep(0.2)
+        raise DemoError(f"the worker was not ready within {timeout:g} s "
+                        f"(GET {self.url('/readyz')}); its log ends with:\n{self.log_tail()}")
+
+    def stop(self, grace: float = STOP_GRACE) -> str:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return "not started"
+        if proc.poll() is not None:
+            return f"had exited ({proc.returncode})"
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(grace)
+            return "stopped"
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+            return f"killed after {grace:g} s"
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+
+# ---- the demo's policy: deadlines on the simulation's clock ----
+
+
+def scaled_policy(speed: float, dest: Path, source: Path | None = None) -> Path:
+    """Write the SLA policy with every stage duration divided by ``speed``."""
+    raw = tomllib.loads(Path(source or policy_module.DATA).read_text(encoding="utf-8"))
+    for table in ("stages", "categories"):
+        for name, stages in raw.get(table, {}).items():
+            raw[table][name] = {
+                k: _scale(v, speed) for k, v in stages.items()
+            }
+    dest.write_text(_toml(raw), encoding="utf-8")
+    return dest
+
+
+def _scale(value: Any, speed: float) -> Any:
+    try:
+        seconds = _duration.validate_python(value).total_seconds()
+    except Exception:
+        return value  # not a duration: keep it
+    return f"PT{max(seconds / speed, 0.001):.3f}S"
+
+
+def _toml(data: dict[str, Any], path: tuple[str, ...] = ()) -> str:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    out = []
+    if scalars and path:
+        out.append(f"[{'.'.join(path)}]")
+    out += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+    if out:
+        out.append("")
+    for k, v in tables.items():
+        out.append(_toml(v, (*path, k)))
+    return "\n".join(out)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# ---- metrics ----
+
+
+class Metrics:
+    def __init__(self, text: str) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        self.samples: list[tuple[str, dict[str, str], float]] = [
+            (s.name, dict(s.labels), float(s.value))
+            for family in text_string_to_metric_families(text) for s in family.samples
+        ]
+
+    def total(self, name: str, **labels: str) -> int:
+        return int(sum(v for n, ls, v in self.samples
+                       if n == name and all(ls.get(k) == x for k, x in labels.items())))
+
+    def by_label(self, name: str, label: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for n, ls, v in self.samples:
+            if n == name and label in ls and v:
+                out[ls[label]] = out.get(ls[label], 0) + int(v)
+        return out
+
+
+# ---- leftovers ----
+
+
+def processes_matching(needles: list[str]) -> list[tuple[int, str]]:
+    """Live processes (not zombies) whose command line contains one of ``needles``."""
+    found = []
+    me = os.getpid()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == me:
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(n in cmd for n in needles):
+            found.append((int(d.name), cmd.strip()))
+    return found
+
+
+# ---- the summary ----
+
+
+def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespace) -> list[str]:
+    ev = m.by_label("zhida_case_events_total", "type")
+    dead = m.by_label("zhida_deadletters_total", "reason")
+    dups = m.total("zhida_duplicates_total")
+    taken = m.total("zhida_inputs_total", topic="complaints") \
+        + m.total("zhida_inputs_total", topic="sensed")
+    dispatched = ev.get("dispatched", 0) + ev.get("triaged", 0)
+    storms = "; ".join(f"storm: {n} waterlogging alarms in {topo.name(d)}"
+                       for d, n in stats.storms)
+    r = stats.ratings
+    busiest = " · ".join(f"{topo.name(d)} {n}" for d, n in stats.busiest(5)) or "n/a"
+    city = stats.orders_by_topic.get(CITY_TOPIC_KEY, 0)
+    lines = [
+        "",
+        f"Zhida demo: {stats.sent} inputs in {args.duration:g} s at {args.rate:g}/s "
+        f"({stats.complaints} complaints, {stats.alarms} sensor alarms"
+        + (f"; {storms}" if storms else "") + ")",
+        f"simulated time runs x{args.speed:g}; the worker's SLA deadlines are scaled to match",
+        "",
+        f"  received      {taken:6d}   inputs taken by the engine ({stats.sent} sent, "
+        f"{ev.get('created', 0)} cases created, {dups} duplicates dropped)",
+        f"  dispatched    {dispatched:6d}   ({ev.get('dispatched', 0)} straight to the owning "
+        f"unit, {ev.get('triaged', 0)} to the city triage queue; {stats.assigns} assigned on "
+        f"from triage)",
+        f"  acknowledged  {ev.get('acknowledged', 0):6d}   ({stats.late_acks} signed for after "
+        "the ack deadline)",
+        f"  resolved      {ev.get('resolved', 0):6d}",
+        f"  closed        {ev.get('closed', 0):6d}   ({ev.get('verified', 0)} alarms verified; "
+        f"citizens rated {r['satisfied']} satisfied, {r['basically_satisfied']} basically "
+        f"satisfied, {r['unsatisfied']} unsatisfied → {ev.get('reopened', 0)} reopened; "
+        f"{stats.unanswered} will not answer)",
+        f"  supervision   {ev.get('warned', 0):6d} yellow warnings, {ev.get('escalated', 0)} "
+        "escalations",
+        f"  dead letters  {sum(dead.values()):6d}"
+        + (f"   ({', '.join(f'{k} {v}' for k, v in sorted(dead.items()))})" if dead else ""),
+        "",
+        f"  busiest districts (case orders): {busiest}; city level {city}",
+        f"  intake→dispatch latency: p50 {fmt_ms(stats.percentile(50))}, "
+        f"p99 {fmt_ms(stats.percentile(99))} (n={len(stats.latencies_ms)}, "
+        "from producing the input to reading its first order)",
+    ]
+    if stats.undispatched:
+        lines.append(f"  {stats.undispatched} inputs had no order by the end of the run")
+    if stats.errors:
+        lines.append(f"  simulator errors: {stats.errors}")
+    return lines
+
+
+# ---- main ----
+
+
+def _raise_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(args: argparse.Namespace) -> int:
+    topo = Topology.load()
+    workdir = Path(tempfile.mkdtemp(prefix="zhida-demo-"))
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    broker = EmbeddedBroker(log_path=workdir / "broker.log")
+    worker: WorkerProcess | None = None
+    progress = ProgressLine(sys.stderr, inline=True)
+    ok = False
+    code = 1
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        say(f"demo directory {workdir}")
+        broker.start()
+        say(f"broker: embedded Tansu on {broker.bootstrap} (pid {broker.proc.pid})"
+            if broker.proc else f"broker: {broker.bootstrap}")
+        policy = scaled_policy(args.speed, workdir / "policy.toml") if args.speed > 0 else None
+        worker = WorkerProcess(broker.bootstrap, args.http_port or free_port(), workdir, policy)
+        worker.start()
+        assert worker.proc is not None
+        say(f"worker: pid {worker.proc.pid}, http {worker.url('')}, log {worker.log_path}")
+        took = worker.wait_ready()
+        say(f"worker ready in {took:.1f} s; simulating {args.rate:g}/s for {args.duration:g} s, "
+            f"drain up to {args.drain:g} s, speed x{args.speed:g}, seed {args.seed}")
+        stats = asyncio.run(run_simulation(
+            broker.bootstrap, os.environ.get("ZHIDA_PREFIX", "zhida."), args.rate,
+            args.duration, args.seed, args.drain, args.speed, progress, topology=topo))
+        progress.finish()
+        status, body = worker.get("/metrics")
+        if status != 200:
+            raise DemoError(f"GET /metrics answered {status}")
+        for line in summary(stats, Metrics(body.decode()), topo, args):
+            print(line, flush=True)
+        ok = True
+        code = 0
+    except DemoError as e:
+        progress.finish()
+        say(f"demo failed: {e}")
+    except Exception as e:
+        progress.finish()
+        say(f"demo failed: {type(e).__name__}: {e}")
+    except KeyboardInterrupt:
+        progress.finish()
+        say("interrupted")
+        code = 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        worker_pid = worker.proc.pid if worker and worker.proc else None
+        broker_pid = broker.proc.pid if broker.proc else None
+        how = worker.stop() if worker else "not started"
+        broker.stop()
+        needles = [str(workdir), f"tcp://{broker.bootstrap}"]
+        left = processes_matching(needles)
+        for pid, _ in left:  # ours by their command line: our temp dir or our broker's port
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        still = processes_matching(needles)
+        if left:
+            say(f"processes left behind and killed: {', '.join(str(p) for p, _ in left)}")
+        print(f"  stopped: worker (pid {worker_pid}) {how}, broker (pid {broker_pid}) stopped; "
+              + ("no process left running" if not still
+                 else f"STILL RUNNING: {', '.join(str(p) for p, _ in still)}"), flush=True)
+        if still:
+            code = 1
+        if (ok and code == 0) or code == 130:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            say(f"logs kept in {workdir}")
+    return code
