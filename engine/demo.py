@@ -243,6 +243,12 @@ def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespac
         f"citizens rated {r['satisfied']} satisfied, {r['basically_satisfied']} basically "
         f"satisfied, {r['unsatisfied']} unsatisfied → {ev.get('reopened', 0)} reopened; "
         f"{stats.unanswered} will not answer)",
+        f"  returned      {ev.get('returned', 0):6d}   ({stats.returns} 退单 sent; "
+        f"{ev.get('assigned', 0) - stats.assigns} re-assigned by districts, the rest handled "
+        f"by them; {ev.get('assisted', 0)} assists, {ev.get('suspended', 0)} suspensions)",
+        f"  reopened      {ev.get('reopened', 0):6d}   (unsatisfied ratings, supervision +1)",
+        f"  unauthorized  {dead.get('unauthorized', 0):6d}   refused of {stats.forged} forged "
+        "updates from units with no right to the case",
         f"  supervision   {ev.get('warned', 0):6d} yellow warnings, {ev.get('escalated', 0)} "
         "escalations",
         f"  dead letters  {sum(dead.values()):6d}"

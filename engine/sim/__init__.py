@@ -56,6 +56,11 @@ class SimStats:
     progresses: int = 0
     resolves: int = 0
     verifies: int = 0
+    returns: int = 0  # 退单 sent by streets
+    district_assigns: int = 0  # returned cases placed on by the district
+    assists: int = 0  # 吹哨报到 sent
+    suspensions: int = 0
+    forged: int = 0  # updates sent from a unit with no right to the case
     ratings: Counter[str] = field(default_factory=Counter)
     unanswered: int = 0  # citizens who never rate
     notifications: Counter[str] = field(default_factory=Counter)

@@ -10,6 +10,12 @@ Delays are in simulated time, divided by ``speed`` for the real wait. Acknowledg
 1–20 simulated minutes after the order, inside the stage's window from the default SLA policy;
 about 10 % come late, after the window. Resolution follows 10 minutes to 2 hours later.
 
+The rest of the closed loop is exercised too: about 6 % of street orders are returned
+(退单) once, and the district then assigns the case to another of its streets or handles it;
+about 5 % of acknowledged cases summon a district department (吹哨报到), 3 % are suspended
+and resumed; and about 2 % of orders draw a forged ``ack`` from a street of another district,
+which the engine must refuse as ``unauthorized``.
+
 One ``Scheduler`` (engine/sim/__init__.py) fires all delayed actions: one pending action per
 case, replaced when a new order for the case arrives (reassignment, reopening).
 """
@@ -19,13 +25,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 
 from engine.policy import Policy
-from engine.sim import Scheduler, Sender, SimStats, now_iso, open_consumer
+from engine.sim import CHONGQING, Scheduler, Sender, SimStats, now_iso, open_consumer
 from engine.sim.generator import street_weight
 from engine.topology import CITY_TOPIC_KEY, Topology
 from topics import TopicNames
@@ -37,12 +44,21 @@ LATE_BY = (1 * MINUTE, 30 * MINUTE)
 RESOLVE = (10 * MINUTE, 30 * MINUTE, 120 * MINUTE)  # low, mode, high (triangular)
 TRIAGE = (2 * MINUTE, 15 * MINUTE)
 VERIFY = (5 * MINUTE, 45 * MINUTE)
+RETURN_SHARE = 0.06
+ASSIST_SHARE = 0.05
+SUSPEND_SHARE = 0.03
+FORGE_SHARE = 0.02
+SUSPEND_FOR = (30 * MINUTE, 3 * 60 * MINUTE)
 
 NOTES = {
     "ack": "已签收，正在安排处置。",
     "progress": "已派工作人员到场处置。",
     "resolve": "问题已处置完毕。",
     "verify": "经核查，已处置到位。",
+    "return": "经核实，该位置不属于本街道辖区，申请退单。",
+    "assist": "需职能部门协同处置，吹哨报到。",
+    "suspend": "需等待相关审批，申请延期。",
+    "resume": "审批已完成，恢复办理。",
 }
 
 
@@ -62,6 +78,7 @@ class Centres:
         self.topics = {names.dispatch(d): d for d in (*topology.districts, CITY_TOPIC_KEY)}
         self.consumer: AIOKafkaConsumer | None = None
         self._seen: set[str] = set()
+        self._returned: set[str] = set()  # cases a street has returned once
         # the city centre places triaged cases where the work is: the busier streets
         self._streets = topology.streets
         self._cum_weights = list(itertools.accumulate(street_weight(topology, s)
@@ -113,6 +130,21 @@ class Centres:
             self.scheduler.schedule(key, self._real(self.rng.uniform(*TRIAGE)),
                                     lambda: self._assign(order))
             return
+        if self.rng.random() < FORGE_SHARE:
+            self.scheduler.schedule(f"forged:{case_id}", self._real(self.rng.uniform(*TRIAGE)),
+                                    lambda: self._forge(order))
+        level = self.topology.level(target) if target in self.topology else None
+        if case_id in self._returned and level == "district":
+            if self.rng.random() < 0.6 and self.topology.streets_of(target):
+                self.scheduler.schedule(key, self._real(self.rng.uniform(*TRIAGE)),
+                                        lambda: self._reassign(order))
+                return
+        elif (level == "street" and not order.get("escalation_level")
+              and self.rng.random() < RETURN_SHARE):
+            self._returned.add(case_id)
+            self.scheduler.schedule(key, self._real(self.rng.uniform(*TRIAGE)),
+                                    lambda: self._return(order))
+            return
         delay, late = self._ack_delay(order)
         self.scheduler.schedule(key, self._real(delay), lambda: self._ack(order, late))
 
@@ -147,10 +179,55 @@ class Centres:
                                 f"{self.topology.name(street)}办理。")
         self.stats.assigns += 1
 
+    async def _return(self, order: dict[str, Any]) -> None:
+        await self._update(order, "return", order["target"], reason=NOTES["return"])
+        self.stats.returns += 1
+
+    async def _reassign(self, order: dict[str, Any]) -> None:
+        district = order["target"]
+        street = self.rng.choice(self.topology.streets_of(district))
+        await self._update(order, "assign", district, assign_to=street,
+                           note=f"退单审核：转{self.topology.name(street)}办理。")
+        self.stats.district_assigns += 1
+
+    async def _forge(self, order: dict[str, Any]) -> None:
+        own = self.topology.district_of(order["target"]) if order["target"] in \
+            self.topology else None
+        street = self.rng.choice(self._streets)
+        while self.topology.district_of(street) == own:
+            street = self.rng.choice(self._streets)
+        body = {"update_id": f"{order['order_id']}:forged", "actor": street, "action": "ack",
+                "at": now_iso(), "case_id": order["case_id"], "note": "越权签收"}
+        await self.sender.send(self.names.unit_updates, order["case_id"], body)
+        self.stats.forged += 1
+
     async def _ack(self, order: dict[str, Any], late: bool) -> None:
         await self._update(order, "ack", order["target"])
         self.stats.acks += 1
         self.stats.late_acks += late
+        key = f"case:{order['case_id']}"
+        district = self.topology.district_of(order["target"]) if order["target"] in \
+            self.topology else None
+        roll = self.rng.random()
+        if district and roll < ASSIST_SHARE and f"{district}-CG" in self.topology:
+            await self._update(order, "assist", order["target"],
+                               assist_units=[f"{district}-CG"])
+            self.stats.assists += 1
+        elif roll > 1 - SUSPEND_SHARE:
+            pause = self.rng.uniform(*SUSPEND_FOR)
+            until = (datetime.now(CHONGQING) + timedelta(seconds=self._real(pause) + 3600))
+            await self._update(order, "suspend", order["target"], reason=NOTES["suspend"],
+                               until=until.isoformat(timespec="seconds"))
+            self.stats.suspensions += 1
+            self.scheduler.schedule(key, self._real(pause), lambda: self._resume(order))
+            return
+        self._plan_resolution(order)
+
+    async def _resume(self, order: dict[str, Any]) -> None:
+        await self._update(order, "resume", order["target"])
+        self._plan_resolution(order)
+
+    def _plan_resolution(self, order: dict[str, Any]) -> None:
         resolve_in = self.rng.triangular(RESOLVE[0], RESOLVE[2], RESOLVE[1])
         key = f"case:{order['case_id']}"
         share = self.rng.uniform(0.3, 0.7)
