@@ -159,4 +159,4 @@ class Engine:
         key = m.key.decode("utf-8", "replace") if isinstance(m.key, bytes) else m.key
         value = m.value.decode("utf-8", "replace") if isinstance(m.value, bytes) else ""
         return Origin(topic=m.topic, partition=m.partition, offset=m.offset, key=key,
-                      original=value)
+                      original=value, timestamp=m.timestamp)

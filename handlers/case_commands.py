@@ -55,6 +55,9 @@ def _count(engine: Engine, cmd: Command, before, after, decision: Accepted) -> N
     for e in decision.events:
         m.case_events.labels(e.type).inc()
         if e.type in ("dispatched", "triaged") and before is None:
-            lag = (engine.clock() - cmd.at).total_seconds()
+            # from the input's own timestamp (producer time) when it has one
+            since = cmd.origin.timestamp if cmd.origin and cmd.origin.timestamp else None
+            now = engine.clock()
+            lag = now.timestamp() - since if since else (now - cmd.at).total_seconds()
             m.intake_to_dispatch.observe(max(lag, 0.0))
     log.debug("case_changed", case_id=cmd.case_id, state=after.state, seq=after.seq)

@@ -58,6 +58,7 @@ class Origin(Frozen):
     offset: int | None = None
     key: str | None = None
     original: str = ""
+    timestamp: float | None = None  # the input message's Kafka timestamp, epoch seconds
 
 
 class OpenCase(Frozen):

@@ -58,7 +58,7 @@ TRANSITIONS: dict[str, Transition] = {
            note="back to the state before suspension; the deadline moves by the pause"),
         _t("resolve", "acknowledged", "holder ancestor", "resolved", "resolved"),
         _t("verify", "resolved", "ancestor", "closed", "verified closed", case_sources="sensed",
-           note="a sensed case closes when the dispatching level verifies it"),
+           note="a sensed case closes when the level above verifies it (the city its own)"),
         _t("rate", "resolved", "citizen", "closed dispatched", "rated closed reopened",
            case_sources="complaint",
            note="satisfied/basically_satisfied close it; unsatisfied reopens it, supervision +1"),

@@ -277,3 +277,12 @@ def test_outputs_have_deterministic_ids_and_no_personal_data_on_events() -> None
     assert order.value.citizen == {"name": "张三", "phone": "13800138000"}
     notes = [o for o in o1 if o.channel == "notifications"]
     assert notes and notes[0].value.kind == "received"
+
+
+def test_the_city_verifies_the_sensed_cases_it_holds() -> None:
+    s, _ = run(open_cmd(source="sensed", category="waterlogging", priority="urgent",
+                        location={"lat": 29.5, "lon": 106.5}),
+               update_cmd("ack", CITY), update_cmd("resolve", CITY))
+    assert s.unit == CITY and s.state == "resolved"
+    s, _ = run(update_cmd("verify", CITY), state=s)
+    assert s.state == "closed" and s.outcome == "verified"
