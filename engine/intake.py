@@ -35,3 +35,13 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
             await engine.dead_letter_event(event, "schema", f"could not be processed: {e!r}")
             continue
         await engine.send_command(cmd.case_id, encode(cmd))
+
+
+def register(engine: Engine, name: str, to_command: ToCommand) -> None:
+    """An agent on the inbound topic ``name`` (a key of ``topics.SPECS``) forwarding commands."""
+
+    async def intake(stream: faust.StreamT) -> None:
+        await forward(engine, stream, name, to_command)
+
+    intake.__name__ = intake.__qualname__ = f"intake_{name}"
+    engine.app.agent(engine.topics[name], name=f"intake-{name.replace('_', '-')}")(intake)

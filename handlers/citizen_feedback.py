@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from engine import intake
 from engine.app import Engine
 from engine.core.model import ApplyRating, Command, Origin
-from engine.intake import forward
 from schemas.codec import decode
 from schemas.inbound import CitizenFeedback
 
@@ -17,6 +17,4 @@ def to_command(raw: bytes | None, origin: Origin, now: datetime) -> Command:
 
 
 def register(engine: Engine) -> None:
-    @engine.app.agent(engine.topics["citizen_feedback"], name="intake-citizen-feedback")
-    async def citizen_feedback(stream):  # type: ignore[no-untyped-def]
-        await forward(engine, stream, "citizen_feedback", to_command)
+    intake.register(engine, "citizen_feedback", to_command)

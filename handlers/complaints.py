@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
+from engine import intake
 from engine.app import Engine
 from engine.catalogue import Catalogue
 from engine.core.model import Command, Complainant, OpenCase, Origin
 from engine.ids import case_id_for
-from engine.intake import forward
 from schemas.codec import decode
 from schemas.inbound import Complaint
 
@@ -29,9 +30,4 @@ def to_command(catalogue: Catalogue, raw: bytes | None, origin: Origin, now: dat
 
 
 def register(engine: Engine) -> None:
-    catalogue = engine.world.catalogue
-
-    @engine.app.agent(engine.topics["complaints"], name="intake-complaints")
-    async def complaints(stream):  # type: ignore[no-untyped-def]
-        await forward(engine, stream, "complaints",
-                      lambda raw, origin, now: to_command(catalogue, raw, origin, now))
+    intake.register(engine, "complaints", partial(to_command, engine.world.catalogue))

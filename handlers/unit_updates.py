@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from engine import intake
 from engine.app import Engine
 from engine.core.model import ApplyUpdate, Command, Origin
-from engine.intake import forward
 from schemas.codec import Refused, decode
 from schemas.inbound import UnitUpdate
 
@@ -20,6 +20,4 @@ def to_command(raw: bytes | None, origin: Origin, now: datetime) -> Command:
 
 
 def register(engine: Engine) -> None:
-    @engine.app.agent(engine.topics["unit_updates"], name="intake-unit-updates")
-    async def unit_updates(stream):  # type: ignore[no-untyped-def]
-        await forward(engine, stream, "unit_updates", to_command)
+    intake.register(engine, "unit_updates", to_command)
