@@ -1,0 +1,1 @@
+"""Throughput and latency baseline: ``python -m bench.run`` (writes docs/benchmarks.md)."""
