@@ -12,11 +12,8 @@ import time
 
 import orjson
 
-from engine import logs
 from engine.app import Engine
 from engine.core import Accepted, Command, Duplicate, Ignored, apply, decide, react
-
-log = logs.get("zhida.cases")
 
 
 def register(engine: Engine) -> None:
@@ -60,4 +57,3 @@ def _count(engine: Engine, cmd: Command, before, after, decision: Accepted) -> N
             now = engine.clock()
             lag = now.timestamp() - since if since else (now - cmd.at).total_seconds()
             m.intake_to_dispatch.observe(max(lag, 0.0))
-    log.debug("case_changed", case_id=cmd.case_id, state=after.state, seq=after.seq)
