@@ -27,7 +27,8 @@ RUN groupadd --system --gid 10001 zhida \
 WORKDIR /var/lib/zhida
 USER zhida
 
-ENV ZHIDA_BOOTSTRAP=kafka:9092
+ENV ZHIDA_BOOTSTRAP=kafka:9092 \
+    ZHIDA_HTTP_HOST=0.0.0.0
 EXPOSE 6066
 
 # No curl in slim images: probe /healthz with the standard library.

@@ -74,6 +74,8 @@ def test_kafka_is_official_kraft_combined_node(
 def test_worker_built_from_dockerfile_and_points_at_kafka(services: dict[str, Any]) -> None:
     worker = services["worker"]
     assert _env(worker)["ZHIDA_BOOTSTRAP"] == "kafka:9092"
+    # reachable by Prometheus from another container, not only on the loopback
+    assert _env(worker)["ZHIDA_HTTP_HOST"] == "0.0.0.0"
 
     build = worker["build"]
     if isinstance(build, str):
