@@ -26,6 +26,10 @@ class Metrics:
         self.ignored = Counter("zhida_commands_ignored_total",
                                "Internal commands with nothing left to do (stale timers)",
                                registry=r)
+        self.internal_errors = Counter(
+            "zhida_internal_errors_total",
+            "Commands the core failed on (a bug); the input went to the dead letters",
+            registry=r)
         self.cases = Gauge("zhida_cases", "Cases by state held by this worker", ["state"],
                            registry=r)
         self.decide_seconds = Histogram(

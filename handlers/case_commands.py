@@ -12,8 +12,20 @@ import time
 
 import orjson
 
+from engine import logs
 from engine.app import Engine
-from engine.core import Accepted, Command, Duplicate, Ignored, apply, decide, react
+from engine.core import (
+    Accepted,
+    CaseState,
+    Command,
+    Duplicate,
+    Ignored,
+    apply,
+    decide,
+    react,
+)
+
+log = logs.get("zhida.cases")
 
 
 def register(engine: Engine) -> None:
@@ -29,10 +41,19 @@ def register(engine: Engine) -> None:
                 await engine.dead_letter_event(event, "schema", f"bad internal command: {e}")
                 continue
             state = engine.load(cmd.case_id)
-            decision = decide(state, cmd, world)
+            try:
+                decision = decide(state, cmd, world)
+                if isinstance(decision, Accepted):
+                    new = apply(state, cmd, decision.events)
+                    outputs = react(new, decision.events, world.topology)
+            except Exception as e:  # a bug in the core must not stop every other case
+                log.exception("decide_failed", case_id=cmd.case_id, kind=cmd.body.kind)
+                metrics.internal_errors.inc()
+                await engine.dead_letter_origin(
+                    cmd.origin, "invalid_transition",
+                    f"engine error deciding {cmd.body.kind} for case {cmd.case_id}: {e!r}")
+                continue
             if isinstance(decision, Accepted):
-                new = apply(state, cmd, decision.events)
-                outputs = react(new, decision.events, world.topology)
                 for out in outputs:
                     await engine.emit(out)
                 engine.store(cmd.case_id, new)
@@ -46,7 +67,8 @@ def register(engine: Engine) -> None:
             metrics.decide_seconds.observe(time.perf_counter() - started)
 
 
-def _count(engine: Engine, cmd: Command, before, after, decision: Accepted) -> None:
+def _count(engine: Engine, cmd: Command, before: CaseState | None, after: CaseState,
+           decision: Accepted) -> None:
     m = engine.metrics
     m.case_moved(before.state if before else None, after.state)
     for e in decision.events:
