@@ -21,6 +21,14 @@ def case_view(state: Any) -> dict[str, Any]:
         if citizen.get("phone"):
             citizen["phone"] = mask_phone(citizen["phone"])
     data["summary"] = mask_phone(data.get("summary", ""))
+    for e in data.get("history", []):
+        for k in ("note", "reason"):
+            if e.get(k):
+                e[k] = mask_phone(e[k])
+    data["deadlines"] = [
+        {"stage": e["stage"], "due": e["due"], "set_at": e["at"], "by": e["type"]}
+        for e in data.get("history", []) if e.get("due") and e.get("stage")
+    ]
     return data
 
 

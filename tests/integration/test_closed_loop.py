@@ -165,6 +165,8 @@ async def test_http_endpoints(kafka: Collector, worker: Worker) -> None:
     case = orjson.loads(body)
     assert case["state"] == "dispatched" and case["unit"] == STREET
     assert [e["type"] for e in case["history"]] == ["created", "dispatched"]
+    assert case["deadlines"][0]["stage"] == "ack" and case["deadlines"][0]["due"] == case["due"]
+    assert case["co_handlers"] == []
     text = body.decode()
     assert "13900139000" not in text and "李四" not in text and "139****9000" in text
     assert worker.get("/cases/ZDUNKNOWN")[0] == 404
