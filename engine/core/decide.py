@@ -7,6 +7,7 @@ event into the state. Neither does I/O or reads a clock: ``command.at`` is "now"
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from engine.core.model import (
 from engine.core.routing import UnknownUnit, route
 from engine.core.transitions import TRANSITIONS, Role, Transition
 from engine.core.world import World
+from schemas.inbound import UnitUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,79 +174,118 @@ def _update(state: CaseState, cmd: Command, body: ApplyUpdate, world: World) -> 
         )
     if (bad := _check(t, state, u.action)) is not None:
         return bad
-    ev = _Events(state.case_id, state, cmd.at)
-    pol = world.policy
-    a = u.action
-    if a == "ack":
-        due = _due(world, state.category, state.priority, "resolve", cmd.at)
-        return ev.add("acknowledged", "acknowledged", u.actor if state.state == "triage"
-                      else state.unit, actor=u.actor, stage="resolve", due=due).done()
-    if a == "progress":
-        return ev.add("progress", state.state, state.unit, actor=u.actor, note=u.note,
-                      stage=state.stage, due=state.due).done()
-    if a == "return":
-        parent = topo.parent(state.unit)
-        if parent is None:
-            return Rejected("invalid_transition",
-                            f"{state.unit} is the top level: there is no level above to return to")
-        if state.first_responsible or state.returns >= pol.max_returns:
-            return Rejected(
-                "invalid_transition",
-                f"case returned {state.returns} times (cap {pol.max_returns}): "
-                f"{state.unit} must handle it itself (首接负责)",
-            )
-        ev.returns = state.returns + 1
-        capped = ev.returns >= pol.max_returns
-        due = _due(world, state.category, state.priority, "ack", cmd.at)
-        return ev.add("returned", "dispatched", parent, actor=u.actor, reason=u.reason,
-                      stage="ack", due=due, first_responsible=capped).done()
-    if a == "assign":
-        target = u.assign_to or ""
-        if target not in topo:
-            return Rejected("unknown_unit", f"assign_to {target!r} is not in the topology")
-        if not topo.is_ancestor(u.actor, target):
-            return Rejected("unauthorized",
-                            f"{u.actor} may only assign to units below it; {target} is not")
-        if state.first_responsible and "holder" in roles:
-            return Rejected("invalid_transition",
-                            f"{state.unit} must handle case {state.case_id} itself (首接负责, "
-                            f"returned {state.returns} times)")
-        if target == state.unit:
-            return Rejected("invalid_transition", f"case is already held by {target}")
-        due = _due(world, state.category, state.priority, "ack", cmd.at)
-        return ev.add("assigned", "dispatched", target, actor=u.actor, stage="ack",
-                      due=due, note=u.note).done()
-    if a == "assist":
-        units = tuple(dict.fromkeys(u.assist_units or ()))
-        unknown = [c for c in units if c not in topo]
-        if unknown:
-            return Rejected("unknown_unit", f"assist_units not in the topology: {unknown}")
-        new = tuple(c for c in units if c != state.unit and c not in state.co_handlers)
-        if not new:
-            return Rejected("invalid_transition", "assist names no unit that is not already on "
-                            "the case")
-        return ev.add("assisted", state.state, state.unit, actor=u.actor, assist_units=new,
-                      note=u.note, stage=state.stage, due=state.due).done()
-    if a == "suspend":
-        if u.until is not None and u.until <= cmd.at:
-            return Rejected("invalid_transition", f"suspend until {u.until.isoformat()} is not "
-                            "in the future")
-        return ev.add("suspended", "suspended", state.unit, actor=u.actor, reason=u.reason,
-                      until=u.until, stage=state.stage).done()
-    if a == "resume":
-        previous = state.resume_to or "acknowledged"
-        paused = _open_pause_length(state, cmd.at)
-        due = state.due + paused if state.due else None
-        return ev.add("resumed", previous, state.unit, actor=u.actor, stage=state.stage,
-                      due=due).done()
-    if a == "resolve":
-        due = _due(world, state.category, state.priority, "feedback", cmd.at)
-        return ev.add("resolved", "resolved", state.unit, actor=u.actor, note=u.note,
-                      stage="feedback", due=due).done()
-    if a == "verify":
-        ev.add("verified", "resolved", state.unit, actor=u.actor, note=u.note)
-        return ev.add("closed", "closed", state.unit, actor=u.actor, outcome="verified").done()
-    raise AssertionError(f"no rule for action {a}")  # pragma: no cover - table and code agree
+    act = _Act(state, cmd, u, roles, world, _Events(state.case_id, state, cmd.at))
+    return UPDATE_RULES[u.action](act)
+
+
+@dataclass(frozen=True, slots=True)
+class _Act:
+    """One authorised unit update in a state the table allows, ready for its action's rule."""
+
+    state: CaseState
+    cmd: Command
+    u: UnitUpdate
+    roles: set[Role]
+    world: World
+    ev: _Events
+
+    def due(self, stage: Stage) -> datetime:
+        return _due(self.world, self.state.category, self.state.priority, stage, self.cmd.at)
+
+
+def _ack(x: _Act) -> Decision:
+    # in triage the city centre signs for the case itself
+    unit = x.u.actor if x.state.state == "triage" else x.state.unit
+    return x.ev.add("acknowledged", "acknowledged", unit, actor=x.u.actor, stage="resolve",
+                    due=x.due("resolve")).done()
+
+
+def _progress(x: _Act) -> Decision:
+    s = x.state
+    return x.ev.add("progress", s.state, s.unit, actor=x.u.actor, note=x.u.note, stage=s.stage,
+                    due=s.due).done()
+
+
+def _return(x: _Act) -> Decision:
+    """退单: back to the parent; the return that reaches the cap binds the parent (首接负责)."""
+    s, cap = x.state, x.world.policy.max_returns
+    parent = x.world.topology.parent(s.unit)
+    if parent is None:
+        return Rejected("invalid_transition",
+                        f"{s.unit} is the top level: there is no level above to return to")
+    if s.first_responsible or s.returns >= cap:
+        return Rejected("invalid_transition", f"case returned {s.returns} times (cap {cap}): "
+                        f"{s.unit} must handle it itself (首接负责)")
+    x.ev.returns = s.returns + 1
+    return x.ev.add("returned", "dispatched", parent, actor=x.u.actor, reason=x.u.reason,
+                    stage="ack", due=x.due("ack"),
+                    first_responsible=x.ev.returns >= cap).done()
+
+
+def _assign(x: _Act) -> Decision:
+    s, u, topo = x.state, x.u, x.world.topology
+    target = u.assign_to or ""
+    if target not in topo:
+        return Rejected("unknown_unit", f"assign_to {target!r} is not in the topology")
+    if not topo.is_ancestor(u.actor, target):
+        return Rejected("unauthorized",
+                        f"{u.actor} may only assign to units below it; {target} is not")
+    if s.first_responsible and "holder" in x.roles:
+        return Rejected("invalid_transition", f"{s.unit} must handle case {s.case_id} itself "
+                        f"(首接负责, returned {s.returns} times)")
+    if target == s.unit:
+        return Rejected("invalid_transition", f"case is already held by {target}")
+    return x.ev.add("assigned", "dispatched", target, actor=u.actor, stage="ack",
+                    due=x.due("ack"), note=u.note).done()
+
+
+def _assist(x: _Act) -> Decision:
+    """吹哨报到: the named units join as co-handlers and get an order of their own."""
+    s, u, topo = x.state, x.u, x.world.topology
+    units = tuple(dict.fromkeys(u.assist_units or ()))
+    unknown = [c for c in units if c not in topo]
+    if unknown:
+        return Rejected("unknown_unit", f"assist_units not in the topology: {unknown}")
+    new = tuple(c for c in units if c != s.unit and c not in s.co_handlers)
+    if not new:
+        return Rejected("invalid_transition", "assist names no unit not already on the case")
+    return x.ev.add("assisted", s.state, s.unit, actor=u.actor, assist_units=new, note=u.note,
+                    stage=s.stage, due=s.due).done()
+
+
+def _suspend(x: _Act) -> Decision:
+    u = x.u
+    if u.until is not None and u.until <= x.cmd.at:
+        return Rejected("invalid_transition",
+                        f"suspend until {u.until.isoformat()} is not in the future")
+    return x.ev.add("suspended", "suspended", x.state.unit, actor=u.actor, reason=u.reason,
+                    until=u.until, stage=x.state.stage).done()
+
+
+def _resume(x: _Act) -> Decision:
+    """Back to the state before suspension; the deadline moves by the length of the pause."""
+    s = x.state
+    due = s.due + _open_pause_length(s, x.cmd.at) if s.due else None
+    return x.ev.add("resumed", s.resume_to or "acknowledged", s.unit, actor=x.u.actor,
+                    stage=s.stage, due=due).done()
+
+
+def _resolve(x: _Act) -> Decision:
+    return x.ev.add("resolved", "resolved", x.state.unit, actor=x.u.actor, note=x.u.note,
+                    stage="feedback", due=x.due("feedback")).done()
+
+
+def _verify(x: _Act) -> Decision:
+    x.ev.add("verified", "resolved", x.state.unit, actor=x.u.actor, note=x.u.note)
+    return x.ev.add("closed", "closed", x.state.unit, actor=x.u.actor,
+                    outcome="verified").done()
+
+
+UPDATE_RULES: dict[str, Callable[[_Act], Decision]] = {
+    "ack": _ack, "progress": _progress, "return": _return, "assign": _assign,
+    "assist": _assist, "suspend": _suspend, "resume": _resume, "resolve": _resolve,
+    "verify": _verify,
+}
 
 
 def _open_pause_length(state: CaseState, now: datetime) -> timedelta:

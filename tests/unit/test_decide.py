@@ -286,3 +286,11 @@ def test_the_city_verifies_the_sensed_cases_it_holds() -> None:
     assert s.unit == CITY and s.state == "resolved"
     s, _ = run(update_cmd("verify", CITY), state=s)
     assert s.state == "closed" and s.outcome == "verified"
+
+
+def test_every_case_action_has_a_row_and_a_rule() -> None:
+    from engine.core.decide import UPDATE_RULES
+    from schemas.inbound import CASE_ACTIONS
+
+    assert set(UPDATE_RULES) == CASE_ACTIONS
+    assert set(TRANSITIONS) >= CASE_ACTIONS
