@@ -209,3 +209,39 @@ async def open_consumer(bootstrap: str, topics: list[str]) -> AIOKafkaConsumer:
         await consumer.stop()
         raise
     return consumer
+
+
+class Listener:
+    """Reads the JSON messages of some topics from their end and hands each to ``on_message``;
+    the simulated centres and citizens are listeners."""
+
+    def __init__(self, bootstrap: str, topics: list[str], stats: SimStats) -> None:
+        self.bootstrap = bootstrap
+        self.listen_to = topics
+        self.stats = stats
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self.consumer = await open_consumer(self.bootstrap, self.listen_to)
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+            self.consumer = None
+
+    async def run(self) -> None:
+        assert self.consumer is not None, "start() first"
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            for tp, messages in batch.items():
+                for m in messages:
+                    try:
+                        value = orjson.loads(m.value)
+                    except orjson.JSONDecodeError:
+                        self.stats.errors += 1
+                        continue
+                    self.on_message(tp.topic, value)
+
+    def on_message(self, topic: str, value: dict[str, Any]) -> None:
+        raise NotImplementedError

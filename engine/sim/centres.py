@@ -22,17 +22,13 @@ case, replaced when a new order for the case arrives (reassignment, reopening).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import random
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer
-
 from engine.policy import Policy
-from engine.sim import CHONGQING, Scheduler, Sender, SimStats, now_iso, open_consumer
+from engine.sim import CHONGQING, Listener, Scheduler, Sender, SimStats, now_iso
 from engine.sim.generator import street_weight
 from engine.topology import CITY_TOPIC_KEY, Topology
 from topics import TopicNames
@@ -62,21 +58,19 @@ NOTES = {
 }
 
 
-class Centres:
+class Centres(Listener):
     def __init__(self, bootstrap: str, names: TopicNames, topology: Topology, sender: Sender,
                  scheduler: Scheduler, stats: SimStats, *, speed: float = 60.0, seed: int = 0,
                  policy: Policy | None = None) -> None:
-        self.bootstrap = bootstrap
+        self.topics = {names.dispatch(d): d for d in (*topology.districts, CITY_TOPIC_KEY)}
+        super().__init__(bootstrap, list(self.topics), stats)
         self.names = names
         self.topology = topology
         self.sender = sender
         self.scheduler = scheduler
-        self.stats = stats
         self.speed = max(speed, 1e-9)
         self.rng = random.Random(f"centres-{seed}")
         self.policy = policy or Policy.load()
-        self.topics = {names.dispatch(d): d for d in (*topology.districts, CITY_TOPIC_KEY)}
-        self.consumer: AIOKafkaConsumer | None = None
         self._seen: set[str] = set()
         self._returned: set[str] = set()  # cases a street has returned once
         # the city centre places triaged cases where the work is: the busier streets
@@ -84,28 +78,8 @@ class Centres:
         self._cum_weights = list(itertools.accumulate(street_weight(topology, s)
                                                       for s in self._streets))
 
-    async def start(self) -> None:
-        self.consumer = await open_consumer(self.bootstrap, list(self.topics))
-
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
-            self.consumer = None
-
-    async def run(self) -> None:
-        assert self.consumer is not None, "start() first"
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=200)
-            for tp, messages in batch.items():
-                key = self.topics.get(tp.topic, CITY_TOPIC_KEY)
-                for m in messages:
-                    try:
-                        order = orjson.loads(m.value)
-                    except orjson.JSONDecodeError:
-                        self.stats.errors += 1
-                        continue
-                    self.on_order(order, key)
+    def on_message(self, topic: str, value: dict[str, Any]) -> None:
+        self.on_order(value, self.topics.get(topic, CITY_TOPIC_KEY))
 
     # ---- orders ----
 

@@ -9,14 +9,10 @@ by case id.
 
 from __future__ import annotations
 
-import contextlib
 import random
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer
-
-from engine.sim import Scheduler, Sender, SimStats, now_iso, open_consumer
+from engine.sim import Listener, Scheduler, Sender, SimStats, now_iso
 from topics import TopicNames
 
 MINUTE = 60.0
@@ -26,40 +22,19 @@ ANSWERS: tuple[tuple[str | None, float], ...] = (
 DELAY = (2 * MINUTE, 15 * MINUTE, 180 * MINUTE)  # low, mode, high (triangular)
 
 
-class Citizens:
+class Citizens(Listener):
     def __init__(self, bootstrap: str, names: TopicNames, sender: Sender, scheduler: Scheduler,
                  stats: SimStats, *, speed: float = 60.0, seed: int = 0) -> None:
-        self.bootstrap = bootstrap
+        super().__init__(bootstrap, [names.notifications], stats)
         self.names = names
         self.sender = sender
         self.scheduler = scheduler
-        self.stats = stats
         self.speed = max(speed, 1e-9)
         self.rng = random.Random(f"citizens-{seed}")
-        self.consumer: AIOKafkaConsumer | None = None
         self._asked: set[tuple[str, str]] = set()  # (case, time of the resolution)
 
-    async def start(self) -> None:
-        self.consumer = await open_consumer(self.bootstrap, [self.names.notifications])
-
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
-            self.consumer = None
-
-    async def run(self) -> None:
-        assert self.consumer is not None, "start() first"
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                for m in messages:
-                    try:
-                        notice = orjson.loads(m.value)
-                    except orjson.JSONDecodeError:
-                        self.stats.errors += 1
-                        continue
-                    self.on_notification(notice)
+    def on_message(self, topic: str, value: dict[str, Any]) -> None:
+        self.on_notification(value)
 
     def on_notification(self, notice: dict[str, Any]) -> None:
         kind = str(notice.get("kind"))
