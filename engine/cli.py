@@ -80,19 +80,19 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_simulate)
 
     d = sub.add_parser("demo", help="broker + worker + simulator, then a summary")
-    _simulation_flags(d)
+    _simulation_flags(d, speed=600.0)  # a simulated working day in minutes
     d.add_argument("--http-port", type=int, default=None)
     d.set_defaults(func=_demo)
     return p
 
 
-def _simulation_flags(p: argparse.ArgumentParser) -> None:
+def _simulation_flags(p: argparse.ArgumentParser, speed: float = 60.0) -> None:
     p.add_argument("--rate", type=float, default=20.0, help="new complaints+alarms per second")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of new input")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--drain", type=float, default=20.0,
                    help="seconds to let open cases finish after the input stops")
-    p.add_argument("--speed", type=float, default=60.0,
+    p.add_argument("--speed", type=float, default=speed,
                    help="simulated seconds per real second for unit and citizen delays")
 
 
