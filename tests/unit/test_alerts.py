@@ -1,0 +1,26 @@
+"""The SRE alert rules parse and name only metrics the worker exports."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+from engine.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_alert_rules_reference_real_metrics() -> None:
+    rules = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())
+    exported = {m.name for m in Metrics().registry.collect()}
+    names = set()
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert rule["alert"].startswith("Zhida") and rule["annotations"]["summary"]
+            names |= set(re.findall(r"\b(zhida_[a-z_]+)", rule["expr"]))
+    assert names
+    for name in names:
+        base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+        assert base in exported, f"{name} is not exported by the worker"
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
