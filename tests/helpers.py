@@ -56,3 +56,9 @@ def rate_cmd(rating: str, case_id: str = "c1", *, at: datetime | None = None,
 def expire_cmd(stage: str, due: datetime, case_id: str = "c1", at: datetime | None = None
                ) -> Command:
     return Command(case_id=case_id, at=at or due, body=Expire(stage=stage, due=due))
+
+
+# Polling intervals of the condition waits (each loop also has a deadline): never a
+# synchronisation by itself.
+POLL = 0.02
+POLL_PROCESS = 0.1

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from engine.broker import EmbeddedBroker, free_port
 from engine.topology import Topology
+from tests.helpers import POLL, POLL_PROCESS
 from topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +77,7 @@ class Worker:
             with contextlib.suppress(OSError):
                 if self.get("/readyz")[0] == 200:
                     return self
-            time.sleep(0.1)
+            time.sleep(POLL_PROCESS)
         raise TimeoutError(f"worker not ready in {timeout}s: {self.log_tail()}")
 
     def stop(self) -> None:
@@ -182,7 +183,7 @@ class Collector:
                 return result
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("condition not met in time")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(POLL)
 
     async def events(self, case_id: str, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         recs = await self.wait_for(

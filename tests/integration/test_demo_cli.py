@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import POLL_PROCESS
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 150.0
@@ -83,7 +85,7 @@ def test_demo_runs_the_closed_loop_and_leaves_nothing_behind(tmp_path: Path) -> 
             while proc.poll() is None:  # watch its children while it runs
                 assert time.monotonic() < deadline, "demo did not finish in time"
                 seen.update(descendants(proc.pid))
-                time.sleep(0.2)
+                time.sleep(POLL_PROCESS)
         finally:
             if proc.poll() is None:
                 proc.kill()

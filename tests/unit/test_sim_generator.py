@@ -25,6 +25,7 @@ from engine.topology import Topology
 from handlers import citizen_feedback, complaints, sensed, unit_updates
 from schemas.codec import decode
 from schemas.inbound import CitizenFeedback, Complaint, SensedAlarm, UnitUpdate
+from tests.helpers import POLL
 from topics import TopicNames
 
 TOPO = Topology.load()
@@ -210,7 +211,7 @@ async def test_centres_and_citizens_close_the_loop_through_the_core() -> None:
                     assert topic == NAMES.citizen_feedback
                     CitizenFeedback.model_validate(value)
                     feed(citizen_feedback.to_command(raw, ORIGIN, datetime.now(UTC)))
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0)
     finally:
         task.cancel()
     # the only refusals are the forged updates, and each of them is refused as unauthorized
@@ -264,7 +265,7 @@ async def test_scheduler_fires_in_due_order_and_replaces_per_key() -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
         while len(scheduler) and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(POLL)
     finally:
         task.cancel()
     assert fired == ["c", "a-new", "b"]
