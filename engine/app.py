@@ -7,18 +7,20 @@ no state of their own.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import faust
 from faust.types import EventT
 
-from engine import envelope, logs, state_codec, transport
+from engine import envelope, logs, transport
 from engine.clock import Clock, system_clock
-from engine.core import Output, World
+from engine.core import Accepted, Command, Output, World
 from engine.core.model import CaseState, Origin, StateName
 from engine.metrics import Metrics
 from engine.settings import Settings
+from engine.store import CaseStore
 from engine.topology import CITY_TOPIC_KEY
 from schemas.codec import encode
 from schemas.outbound import DeadLetter
@@ -26,6 +28,17 @@ from topics import SPECS, TopicNames
 
 log = logs.get("zhida.engine")
 STATES: tuple[str, ...] = StateName.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message to produce: an output, a dead letter or a changelog record."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] | None = None
 
 
 class Engine:
@@ -37,7 +50,6 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.names = TopicNames(settings.prefix)
         self.ready = False
-        state_codec.register()
         transport.register()
         self.app = faust.App(
             settings.app_id,
@@ -52,9 +64,12 @@ class Engine:
             table_standby_replicas=0,
             consumer_auto_offset_reset="earliest",
             # NOTES.md: the defaults make the group join wait ~30 s on the embedded broker
-            broker_rebalance_timeout=4.0,
-            broker_session_timeout=6.0,
+            broker_rebalance_timeout=settings.rebalance_timeout,
+            broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=1.0,
+            # static membership (KIP-345): a worker restarted after a crash takes its old
+            # place at once instead of waiting out the dead member's session
+            consumer_group_instance_id=settings.instance_id or None,
             broker_commit_interval=1.0,
             web_enabled=True,
             web_port=settings.http_port,
@@ -72,56 +87,81 @@ class Engine:
             d: self.app.topic(self.names.dispatch(d), partitions=settings.partitions)
             for d in districts
         }
+        # one table for every record of the case writer (engine/store.py): raw bytes, read
+        # and written by partition by the writer itself; faust keeps the changelog topic,
+        # recovery on assignment and the local store
         self.cases = self.app.Table(
-            "cases", partitions=settings.partitions, key_type=str,
-            help="case state, one writer per case",
+            "cases", partitions=settings.partitions, key_type=bytes, value_type=bytes,
+            help="case writer records: states, files, history, partition marks",
         )
         # faust derives table serializers from key/value types only (falling back to json)
         # and builds the changelog topic with them at once: without this, recovery cannot
         # decode the changelog and waits forever (seen on the embedded broker)
         self.cases.key_serializer = "raw"
-        self.cases.value_serializer = state_codec.NAME
+        self.cases.value_serializer = "raw"
         self.cases.changelog_topic = self.cases._new_changelog_topic()
+        self.store = CaseStore(self.cases, settings.partitions)
+        self.on_assignment: list[Any] = []  # callbacks(partitions of case.commands)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
     async def _on_rebalance_complete(self, *_: Any, **__: Any) -> None:
-        counts: dict[str, int] = {}
-        for state in self.cases.values():
-            counts[state.state] = counts.get(state.state, 0) + 1
-        for name in STATES:
-            self.metrics.cases.labels(name).set(counts.get(name, 0))
+        """Tables are recovered: figures come from each partition's marks, not a scan."""
+        commands = self.names.case_commands
+        partitions = sorted(tp.partition for tp in self.app.consumer.assignment()
+                            if tp.topic == commands)
+        for callback in self.on_assignment:
+            callback(partitions)
         self.ready = True
         self.metrics.ready.set(1)
-        log.info("ready", cases=sum(counts.values()))
+        log.info("ready", partitions=partitions)
+
+    def set_case_gauges(self, totals: dict[str, int]) -> None:
+        for name in STATES:
+            self.metrics.cases.labels(name).set(totals.get(name, 0))
 
     # ---- table ----
 
     def load(self, case_id: str) -> CaseState | None:
-        return self.cases.get(case_id)
-
-    def store(self, case_id: str, state: CaseState) -> None:
-        self.cases[case_id] = state
+        return self.store.state(case_id)
 
     # ---- producing ----
 
-    async def emit(self, out: Output) -> None:
+    def output_record(self, out: Output) -> Record:
         topic = self.dispatch[out.district or CITY_TOPIC_KEY] if out.channel == "dispatch" \
             else self.topics[out.channel]
         at: datetime = getattr(out.value, "at", None) or out.value.issued_at
-        # straight to the producer: faust's Topic.send machinery costs more than the send, and
-        # the consumer still flushes this producer before it commits offsets
-        await self.app.producer.send(
-            topic.get_topic_name(), out.key.encode(), encode(out.value), None, None,
-            envelope.headers(out.ce_id, out.ce_type, self.settings.source, at),
-        )
+        return Record(topic.get_topic_name(), out.key.encode(), encode(out.value), None,
+                      envelope.headers(out.ce_id, out.ce_type, self.settings.source, at))
+
+    def count_outputs(self, outputs: list[Output]) -> None:
+        m = self.metrics
+        for out in outputs:
+            if out.channel == "dispatch":
+                m.orders.labels(out.value.kind).inc()  # type: ignore[attr-defined]
+            elif out.channel == "notifications":
+                m.notifications.labels(out.value.kind).inc()  # type: ignore[attr-defined]
+
+    def count_case(self, cmd: Command, before: CaseState | None, after: CaseState,
+                   decision: Accepted) -> None:
+        m = self.metrics
+        for e in decision.events:
+            m.case_events.labels(e.type).inc()
+            if e.type in ("dispatched", "triaged") and before is None:
+                # from the input's own timestamp (producer time) when it has one
+                since = cmd.origin.timestamp if cmd.origin and cmd.origin.timestamp else None
+                now = self.clock()
+                lag = now.timestamp() - since if since else (now - cmd.at).total_seconds()
+                m.intake_to_dispatch.observe(max(lag, 0.0))
 
     async def send_command(self, case_id: str, command: bytes) -> None:
         await self.app.producer.send(self.names.case_commands, case_id.encode(), command, None,
                                      None, None)
 
-    async def dead_letter(self, reason: str, detail: str, *, topic: str,
-                          partition: int | None, offset: int | None, key: bytes | str | None,
-                          value: bytes | str | None) -> None:
+    def dead_letter_record(self, reason: str, detail: str, *, topic: str,
+                           partition: int | None, offset: int | None,
+                           key: bytes | str | None, value: bytes | str | None,
+                           at: datetime | None = None) -> Record:
+        """The dead letter for an input; given ``at``, a replay resends the same bytes."""
         self.metrics.deadletters.labels(reason).inc()
         if isinstance(key, bytes):
             key = key.decode("utf-8", "replace")
@@ -134,27 +174,32 @@ class Engine:
                 original = value.decode("utf-8")
             except UnicodeDecodeError:
                 original_b64 = base64.b64encode(value).decode()
-        now = self.clock()
+        now = at or self.clock()
         letter = DeadLetter(reason=reason, detail=detail, source_topic=topic,
                             partition=partition, offset=offset, key=key, original=original,
                             original_base64=original_b64, at=now)
         ce_id = f"deadletter/{topic}/{partition}/{offset}"
         log.warning("dead_letter", reason=reason, detail=detail, topic=topic,
                     partition=partition, offset=offset)
-        await self.topics["deadletter"].send(
-            key=key.encode() if key else None, value=encode(letter),
-            headers=envelope.headers(ce_id, "zhida.deadletter", self.settings.source, now),
-        )
+        return Record(self.names.deadletter, key.encode() if key else None, encode(letter),
+                      None, envelope.headers(ce_id, "zhida.deadletter", self.settings.source,
+                                             now))
+
+    def dead_letter_origin_record(self, origin: Origin | None, reason: str, detail: str,
+                                  at: datetime | None = None) -> Record:
+        o = origin or Origin(topic=self.names.case_commands)
+        return self.dead_letter_record(reason, detail, topic=o.topic, partition=o.partition,
+                                       offset=o.offset, key=o.key, value=o.original, at=at)
+
+    async def send(self, r: Record) -> None:
+        """Queue one record; faust flushes the producer before it commits offsets."""
+        await self.app.producer.send(r.topic, r.key, r.value, r.partition, None, r.headers)
 
     async def dead_letter_event(self, event: EventT, reason: str, detail: str) -> None:
         m = event.message
-        await self.dead_letter(reason, detail, topic=m.topic, partition=m.partition,
-                               offset=m.offset, key=m.key, value=m.value)
-
-    async def dead_letter_origin(self, origin: Origin | None, reason: str, detail: str) -> None:
-        o = origin or Origin(topic=self.names.case_commands)
-        await self.dead_letter(reason, detail, topic=o.topic, partition=o.partition,
-                               offset=o.offset, key=o.key, value=o.original)
+        await self.send(self.dead_letter_record(reason, detail, topic=m.topic,
+                                                partition=m.partition, offset=m.offset,
+                                                key=m.key, value=m.value))
 
     @staticmethod
     def origin_of(event: EventT) -> Origin:

@@ -13,6 +13,7 @@ import faust
 from engine import logs
 from engine.app import Engine
 from engine.core.model import Command, Origin
+from engine.guard import ContiguityGuard
 from schemas.codec import Refused, encode
 
 log = logs.get("zhida.intake")
@@ -23,7 +24,10 @@ ToCommand = Callable[[bytes | None, Origin, datetime], Command]
 async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: ToCommand
                   ) -> None:
     inputs = engine.metrics.inputs.labels(name)
+    guard = ContiguityGuard(engine.app, f"intake_{name}", engine.metrics)
     async for event in stream.events():
+        if not await guard.accept(event):
+            continue
         inputs.inc()
         try:
             cmd = to_command(event.message.value, engine.origin_of(event), engine.clock())

@@ -1,8 +1,42 @@
-"""Prometheus metrics. Labels are bounded sets (topic, reason, type, state): never a case id."""
+"""Prometheus metrics. Labels are bounded sets (topic, reason, type, state): never a case id.
+
+Every label value the engine can use is set to 0 at start, so a rate or an alert over a
+series works before the first event of its kind (docs/operations.md lists the metrics; a unit
+test holds the list and the registry together).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from engine.core.model import EventType, StateName
+from schemas.outbound import CitizenNotification, DeadLetterReason, DispatchOrder
+from topics import SPECS
+
+if TYPE_CHECKING:
+    from engine.core.react import Output
+
+# the bounded label values, all exported as 0 from the start
+INPUT_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction == "in")
+CONSUMED_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction != "out")
+DUPLICATE_KINDS: tuple[str, ...] = ("open", "update", "rate")
+DEADLETTER_REASONS: tuple[str, ...] = get_args(DeadLetterReason)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+CASE_STATES: tuple[str, ...] = get_args(StateName)
+
+
+def _literal(model: Any, field: str) -> tuple[str, ...]:
+    return get_args(model.model_fields[field].annotation)
+
+
+ORDER_KINDS = _literal(DispatchOrder, "kind")
+NOTICE_KINDS = _literal(CitizenNotification, "kind")
 
 
 class Metrics:
@@ -41,8 +75,61 @@ class Metrics:
             "From an input taken at intake to its first dispatch order produced",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r)
-        self.ready = Gauge("zhida_ready", "1 once the worker consumes its partitions",
-                           registry=r)
+        self.ready = Gauge(
+            "zhida_ready",
+            "1 while /readyz answers 200: recovered, brokers reachable, consumer not stalled",
+            registry=r)
+        # engine/health.py
+        self.brokers_reachable = Gauge(
+            "zhida_brokers_reachable", "1 while the brokers answer the worker's health probe",
+            registry=r)
+        self.consumer_lag = Gauge(
+            "zhida_consumer_lag_messages",
+            "Records on this worker's assigned partitions not yet processed, by topic",
+            ["topic"], registry=r)
+        # the case writer's crash recovery (engine/writer.py, engine/guard.py)
+        self.replays = Counter(
+            "zhida_command_replays_total",
+            "Commands redelivered after a crash and found already applied (nothing resent)",
+            registry=r)
+        self.produce_retries = Counter(
+            "zhida_produce_retries_total",
+            "Batches of outputs or state records resent because the brokers did not take them",
+            registry=r)
+        self.offset_holes = Counter(
+            "zhida_offset_holes_total",
+            "Records the consumer passed over, caught and re-read by seeking back",
+            ["consumer"], registry=r)
+
+        self._start_at_zero()
+        # the standard process_* and python_* series (the prometheus_client default registry
+        # has them; this registry is the engine's own)
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=r)
+
+    def _start_at_zero(self) -> None:
+        for counter, values in ((self.inputs, INPUT_TOPICS),
+                                (self.duplicates, DUPLICATE_KINDS),
+                                (self.deadletters, DEADLETTER_REASONS),
+                                (self.case_events, EVENT_TYPES),
+                                (self.orders, ORDER_KINDS),
+                                (self.notifications, NOTICE_KINDS),
+                                (self.cases, CASE_STATES),
+                                (self.consumer_lag, CONSUMED_TOPICS)):
+            for value in values:
+                counter.labels(value)
+
+    def count_outputs(self, outputs: Iterable[Output]) -> None:
+        """Count produced dispatch orders and notifications by ``kind``.
+
+        Call once per output actually produced (after the send). Case events are counted
+        from the decision's events (``zhida_case_events_total``), not here.
+        """
+        for out in outputs:
+            if out.channel == "dispatch":
+                self.orders.labels(out.value.kind).inc()  # type: ignore[attr-defined]
+            elif out.channel == "notifications":
+                self.notifications.labels(out.value.kind).inc()  # type: ignore[attr-defined]
 
     def case_moved(self, before: str | None, after: str) -> None:
         if before == after:

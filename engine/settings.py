@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -24,7 +25,13 @@ class Settings(BaseModel):
     catalogue: Path | None = None
     policy: Path | None = None
     data_dir: Path = Path("var")
-    store: str = "memory://"
+    # local state: RocksDB keeps it across restarts, so recovery reads the changelog's tail
+    store: str = "rocksdb://"
+    # consumer group timing: a dead worker's partitions wait out the session; static
+    # membership (instance_id) lets the same worker restarted take them back at once
+    session_timeout: float = Field(default=6.0, gt=0)
+    rebalance_timeout: float = Field(default=4.0, gt=0)
+    instance_id: str = ""  # "" → <hostname>-<http port>; "none" turns static membership off
     log_level: str = "info"
     source: str = "/zhida/engine"
 
@@ -36,4 +43,9 @@ class Settings(BaseModel):
             if v is not None:
                 values[name] = v
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values)
+        settings = cls.model_validate(values)
+        if settings.instance_id == "":
+            settings.instance_id = f"{socket.gethostname()}-{settings.http_port}"
+        elif settings.instance_id.lower() == "none":
+            settings.instance_id = ""
+        return settings

@@ -8,12 +8,19 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.app import Engine
+from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.logs import mask_name, mask_phone
 
 
-def case_view(state: Any) -> dict[str, Any]:
-    """The case for people: personal data masked, history without it anyway."""
-    data = state.model_dump(mode="json", exclude={"applied"})
+def case_view(state: CaseState, file: CaseFile | None, history: list[CaseEvent]
+              ) -> dict[str, Any]:
+    """The case for people: its state, what it is about and its history, personal data masked.
+
+    The history comes from its own records (engine/store.py), not from the state.
+    """
+    data = state.model_dump(mode="json", exclude={"applied", "through"})
+    if file is not None:
+        data.update(file.model_dump(mode="json", exclude={"case_id", "source", "category"}))
     for c in data.get("complainants", []):
         citizen = c.get("citizen") or {}
         if citizen.get("name"):
@@ -21,13 +28,15 @@ def case_view(state: Any) -> dict[str, Any]:
         if citizen.get("phone"):
             citizen["phone"] = mask_phone(citizen["phone"])
     data["summary"] = mask_phone(data.get("summary", ""))
-    for e in data.get("history", []):
+    data["history"] = [e.model_dump(mode="json", exclude={"opened"}, exclude_none=True)
+                       for e in history]
+    for e in data["history"]:
         for k in ("note", "reason"):
             if e.get(k):
                 e[k] = mask_phone(e[k])
     data["deadlines"] = [
         {"stage": e["stage"], "due": e["due"], "set_at": e["at"], "by": e["type"]}
-        for e in data.get("history", []) if e.get("due") and e.get("stage")
+        for e in data["history"] if e.get("due") and e.get("stage")
     ]
     return data
 
@@ -57,7 +66,8 @@ def register(engine: Engine) -> None:
     @app.page("/cases/{case_id}")
     @app.table_route(table=engine.cases, match_info="case_id")
     async def case(self: View, request: Request, case_id: str) -> Response:
-        state = engine.load(case_id)
+        state = engine.store.state(case_id)
         if state is None:
             return self.json({"error": "unknown case", "case_id": case_id}, status=404)
-        return self.json(case_view(state))
+        return self.json(case_view(state, engine.store.file(case_id),
+                                   engine.store.history(case_id, state.seq)))

@@ -1,13 +1,23 @@
 """The pure core: decide / evolve / react over pydantic models, no I/O, no clock."""
 
-from engine.core.decide import Accepted, Decision, Duplicate, Ignored, Rejected, apply, decide
-from engine.core.model import CaseEvent, CaseState, Command
+from engine.core.decide import (
+    Accepted,
+    Decision,
+    Duplicate,
+    Ignored,
+    Rejected,
+    apply,
+    decide,
+    file_after,
+)
+from engine.core.model import CaseEvent, CaseFile, CaseState, Command
 from engine.core.react import Output, react
 from engine.core.world import World
 
 __all__ = [
     "Accepted",
     "CaseEvent",
+    "CaseFile",
     "CaseState",
     "Command",
     "Decision",
@@ -18,5 +28,6 @@ __all__ = [
     "World",
     "apply",
     "decide",
+    "file_after",
     "react",
 ]

@@ -17,6 +17,7 @@ from engine.core.model import (
     ApplyRating,
     ApplyUpdate,
     CaseEvent,
+    CaseFile,
     CaseState,
     Command,
     Expire,
@@ -289,9 +290,7 @@ UPDATE_RULES: dict[str, Callable[[_Act], Decision]] = {
 
 
 def _open_pause_length(state: CaseState, now: datetime) -> timedelta:
-    if state.pauses and state.pauses[-1].end is None:
-        return now - state.pauses[-1].start
-    return timedelta(0)
+    return now - state.pause.start if state.pause else timedelta(0)
 
 
 # ---- citizen ratings and deadlines ----
@@ -330,16 +329,12 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
         assert o is not None, "created events carry the opened case"
         return CaseState(
             case_id=e.case_id, source=o.source, state="received", category=o.category,
-            priority=o.priority, location=o.location, summary=o.summary, origin_key=o.key,
-            sensor_id=o.sensor_id, unit=e.unit, seq=e.seq, created_at=e.at, updated_at=e.at,
-            complainants=(o.complainant,) if o.complainant else (),
-            history=(e.model_copy(update={"opened": None}),),
+            priority=o.priority, unit=e.unit, seq=e.seq, updated_at=e.at,
         )
     assert state is not None, f"{e.type} before created"
     changes: dict[str, Any] = {
         "state": e.state, "unit": e.unit, "seq": e.seq, "updated_at": e.at,
         "escalation_level": e.escalation_level, "returns": e.returns,
-        "history": (*state.history, e),
     }
     if e.stage is not None or e.type in ("closed",):
         changes["stage"] = e.stage
@@ -354,10 +349,9 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
             changes["co_handlers"] = (*state.co_handlers, *(e.assist_units or ()))
         case "suspended":
             changes["resume_to"] = state.state
-            changes["pauses"] = (*state.pauses, Pause(start=e.at, reason=e.reason, until=e.until))
+            changes["pause"] = Pause(start=e.at, reason=e.reason, until=e.until)
         case "resumed":
-            last = state.pauses[-1].model_copy(update={"end": e.at})
-            changes["pauses"] = (*state.pauses[:-1], last)
+            changes["pause"] = None
             changes["resume_to"] = None
         case "reopened":
             changes["reopened"] = state.reopened + 1
@@ -366,6 +360,16 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
             changes["outcome"] = e.outcome
             changes["due"] = None
     return state.model_copy(update=changes)
+
+
+def file_after(file: CaseFile | None, events: list[CaseEvent]) -> CaseFile:
+    """The case file after ``events``: built from ``created``, otherwise unchanged."""
+    for e in events:
+        if e.type == "created":
+            assert e.opened is not None, "created events carry the opened case"
+            file = CaseFile.opened(e.case_id, e.opened, e.at)
+    assert file is not None, "a case file exists once the case is created"
+    return file
 
 
 def apply(state: CaseState | None, cmd: Command, events: list[CaseEvent]) -> CaseState:

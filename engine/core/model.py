@@ -1,7 +1,10 @@
 """The case as the core sees it: its state, the commands that change it, the events it emits.
 
-Everything here is a frozen pydantic model so that the faust table can keep the objects
-in memory and the codec can write them to the changelog as JSON.
+A case is stored as two records: ``CaseState``, the small part every command rewrites (what
+``decide`` needs), and ``CaseFile``, what the case is about (place, summary, complainants),
+written when the case opens. Its history is not in either: each event is its own record
+(``engine/store.py``), appended once, so a command writes a bounded number of bytes however
+old the case is.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ EventType = Literal[
     "merged", "warned", "escalated",
 ]
 Stage = Literal["ack", "resolve", "feedback"]
-APPLIED_KEYS_KEPT = 200
+APPLIED_KEYS_KEPT = 16  # client retries repeat recent keys; replays are caught by ``through``
+SUMMARY_CHARS = 280
 
 
 class Frozen(BaseModel):
@@ -41,8 +45,9 @@ class Complainant(Frozen):
 
 
 class Pause(Frozen):
+    """The open suspension of a case (closed pauses live only in its history)."""
+
     start: datetime
-    end: datetime | None = None
     reason: str | None = None
     until: datetime | None = None
 
@@ -139,20 +144,38 @@ class CaseEvent(Frozen):
     opened: OpenCase | None = None  # only on ``created``: what evolve builds the case from
 
 
+class CaseFile(Frozen):
+    """What the case is about: written at creation, read to build orders and notices."""
+
+    case_id: str
+    source: Source
+    category: str
+    location: dict[str, Any]
+    summary: str
+    origin_key: str
+    created_at: datetime
+    sensor_id: str | None = None
+    complainants: tuple[Complainant, ...] = ()
+
+    @classmethod
+    def opened(cls, case_id: str, o: OpenCase, at: datetime) -> CaseFile:
+        return cls(case_id=case_id, source=o.source, category=o.category, location=o.location,
+                   summary=o.summary[:SUMMARY_CHARS], origin_key=o.key, created_at=at,
+                   sensor_id=o.sensor_id,
+                   complainants=(o.complainant,) if o.complainant else ())
+
+
 class CaseState(Frozen):
+    """What the rules decide with; rewritten by every command, so kept small and flat."""
+
     case_id: str
     source: Source
     state: StateName
     category: str
     priority: Priority
-    location: dict[str, Any]
-    summary: str
-    origin_key: str
-    sensor_id: str | None = None
     unit: str
     co_handlers: tuple[str, ...] = ()
     seq: int = 0
-    created_at: datetime
     updated_at: datetime
     stage: Stage | None = None
     due: datetime | None = None
@@ -162,7 +185,8 @@ class CaseState(Frozen):
     reopened: int = 0
     outcome: Outcome | None = None
     resume_to: StateName | None = None
-    pauses: tuple[Pause, ...] = ()
-    complainants: tuple[Complainant, ...] = ()
+    pause: Pause | None = None
     applied: tuple[str, ...] = ()
-    history: tuple[CaseEvent, ...] = ()
+    # offset on the command partition of the last command applied: a replayed command at or
+    # below it is already in this state (the writer's crash recovery, engine/writer.py)
+    through: int = -1

@@ -11,14 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from engine.core.model import CaseEvent, CaseState
+from engine.core.model import SUMMARY_CHARS, CaseEvent, CaseFile, CaseState
 from engine.topology import Topology
 from schemas.outbound import CaseEventMessage, CitizenNotification, DispatchOrder
 
 Channel = Literal["case_events", "dispatch", "notifications"]
 
 HOLDER_CHANGES = frozenset({"dispatched", "triaged", "returned", "assigned", "reopened"})
-SUMMARY_CHARS = 280
 
 _NOTICES = {
     "created": ("received", "您的诉求已受理，正在派发处理。"),
@@ -38,17 +37,19 @@ class Output:
     district: str | None = None  # for dispatch: the topic suffix (district code or "city")
 
 
-def react(case: CaseState, events: list[CaseEvent], topology: Topology) -> list[Output]:
+def react(case: CaseState, file: CaseFile, events: list[CaseEvent], topology: Topology
+          ) -> list[Output]:
     """``case`` is the state after all ``events``; outputs come in event order."""
     out: list[Output] = []
     for e in events:
         out.append(_event_message(case, e))
         if e.type in HOLDER_CHANGES:
-            out.append(_order(case, e, e.unit, "handler", topology))
+            out.append(_order(case, file, e, e.unit, "handler", topology))
         elif e.type == "assisted":
-            out.extend(_order(case, e, u, "assist", topology) for u in e.assist_units or ())
+            out.extend(_order(case, file, e, u, "assist", topology)
+                       for u in e.assist_units or ())
         if case.source == "complaint" and e.type in _NOTICES:
-            out.extend(_notices(case, e))
+            out.extend(_notices(case, file, e))
     return out
 
 
@@ -65,26 +66,27 @@ def _event_message(case: CaseState, e: CaseEvent) -> Output:
     return Output("case_events", case.case_id, msg, msg.event_id, f"zhida.case.{e.type}")
 
 
-def _order(case: CaseState, e: CaseEvent, target: str, role: str, topology: Topology) -> Output:
+def _order(case: CaseState, file: CaseFile, e: CaseEvent, target: str, role: str,
+           topology: Topology) -> Output:
     order_id = f"{case.case_id}/{e.seq}/case/{target}"
     citizen = None
-    if case.source == "complaint" and case.complainants and case.complainants[0].citizen:
-        citizen = case.complainants[0].citizen.model_dump(exclude_none=True)
+    if case.source == "complaint" and file.complainants and file.complainants[0].citizen:
+        citizen = file.complainants[0].citizen.model_dump(exclude_none=True)
     order = DispatchOrder(
         order_id=order_id, kind="case", target=target, case_id=case.case_id,
         stage=e.stage or "ack", due=e.due, escalation_level=e.escalation_level,
-        summary=case.summary[:SUMMARY_CHARS], category=case.category, priority=case.priority,
-        location=case.location, role=role, source=case.source, citizen=citizen,
+        summary=file.summary[:SUMMARY_CHARS], category=case.category, priority=case.priority,
+        location=file.location, role=role, source=case.source, citizen=citizen,
         issued_at=e.at,
     )
     return Output("dispatch", target, order, order_id, "zhida.dispatch.case",
                   district=topology.dispatch_key(target))
 
 
-def _notices(case: CaseState, e: CaseEvent) -> list[Output]:
+def _notices(case: CaseState, file: CaseFile, e: CaseEvent) -> list[Output]:
     kind, text = _NOTICES[e.type]
     out = []
-    for c in case.complainants:
+    for c in file.complainants:
         nid = f"{case.case_id}/{e.seq}/notice/{c.complaint_id}"
         note = CitizenNotification(
             notification_id=nid, case_id=case.case_id, complaint_id=c.complaint_id,

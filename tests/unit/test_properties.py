@@ -5,7 +5,17 @@ from datetime import timedelta
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from engine.core import Accepted, Duplicate, Ignored, Rejected, World, apply, decide, react
+from engine.core import (
+    Accepted,
+    Duplicate,
+    Ignored,
+    Rejected,
+    World,
+    apply,
+    decide,
+    file_after,
+    react,
+)
 from engine.core.decide import evolve
 from engine.core.model import CaseState
 from tests.helpers import T0, expire_cmd, open_cmd, rate_cmd, update_cmd
@@ -55,6 +65,8 @@ def test_invariants(source: str, location: dict, steps: list) -> None:
     d = decide(None, first, W)
     assert isinstance(d, Accepted)
     state: CaseState = apply(None, first, d.events)
+    file = file_after(None, d.events)
+    history = list(d.events)
     for i, (kind, action, actor, other, n) in enumerate(steps):
         cmd = command(kind, action, actor, other, n, state, i)
         before = state
@@ -74,20 +86,16 @@ def test_invariants(source: str, location: dict, steps: list) -> None:
         assert [e.seq for e in d.events] == list(range(before.seq + 1,
                                                        before.seq + 1 + len(d.events)))
         state = apply(state, cmd, d.events)
+        history.extend(d.events)
         assert state.state in STATES and state.state == d.events[-1].state
         assert state.unit in W.topology
         assert state.returns <= W.policy.max_returns
         assert state.escalation_level >= before.escalation_level
-        react(state, d.events, W.topology)  # outputs build for every event
+        react(state, file, d.events, W.topology)  # outputs build for every event
     # replaying the history rebuilds the case
     rebuilt = None
-    for e in state.history:
-        rebuilt = evolve(rebuilt, e if e.type != "created" else d_created(first))
+    for e in history:
+        rebuilt = evolve(rebuilt, e)
     assert rebuilt is not None
-    assert rebuilt.model_dump(exclude={"applied", "history", "complainants"}) == \
-        state.model_dump(exclude={"applied", "history", "complainants"})
-    assert [e.seq for e in state.history] == list(range(1, state.seq + 1))
-
-
-def d_created(cmd):
-    return decide(None, cmd, W).events[0]
+    assert rebuilt.model_dump(exclude={"applied"}) == state.model_dump(exclude={"applied"})
+    assert [e.seq for e in history] == list(range(1, state.seq + 1))

@@ -1,0 +1,155 @@
+"""The case writer's records in faust's table store, addressed by partition.
+
+faust's ``Table`` finds the partition of a write from the *current event*, which a batch
+writer does not have, and it writes the local store before the changelog. The writer needs
+the opposite order (engine/writer.py), so it keeps faust for what faust does well (the
+changelog topic, recovery on assignment, RocksDB per partition, persisted offsets) and does
+its own reads and writes here: raw bytes, explicit partition.
+
+Keys (one table, one changelog, so every record of a partition shares one ordered log):
+
+- ``s:<case>``          ``CaseState``: small, rewritten by every command
+- ``f:<case>``          ``CaseFile``: what the case is about, written when it opens
+- ``h:<case>:<seq>``    one ``CaseEvent`` of its history, written once
+- ``m:<partition>``     ``Marks``: the partition's watermark and per-state counts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+from faust.types import TP
+from pydantic import BaseModel
+
+from engine.core.model import CaseEvent, CaseFile, CaseState
+
+SEQ_DIGITS = 6
+
+
+def state_key(case_id: str) -> bytes:
+    return f"s:{case_id}".encode()
+
+
+def file_key(case_id: str) -> bytes:
+    return f"f:{case_id}".encode()
+
+
+def event_key(case_id: str, seq: int) -> bytes:
+    return f"h:{case_id}:{seq:0{SEQ_DIGITS}d}".encode()
+
+
+def marks_key(partition: int) -> bytes:
+    return f"m:{partition}".encode()
+
+
+def dump(model: BaseModel) -> bytes:
+    """Compact: defaults left out, so a fresh case writes little."""
+    return orjson.dumps(model.model_dump(mode="python", exclude_defaults=True))
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition aiokafka's default partitioner gives a keyed message (Java-compatible)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class Marks:
+    """Per partition: the offset of the last command folded in, and open cases by state.
+
+    Derived figures carry their own watermark so a replayed command folds into them once:
+    a command at or below ``through`` is already counted (engine/writer.py).
+    """
+
+    through: int = -1
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def dump(self) -> bytes:
+        return orjson.dumps({"through": self.through, "counts": self.counts})
+
+    @classmethod
+    def load(cls, raw: bytes | None) -> Marks:
+        if raw is None:
+            return cls()
+        d = orjson.loads(raw)
+        return cls(through=d["through"], counts=dict(d["counts"]))
+
+    def moved(self, before: str | None, after: str) -> None:
+        if before == after:
+            return
+        if before is not None:
+            self.counts[before] = self.counts.get(before, 0) - 1
+        self.counts[after] = self.counts.get(after, 0) + 1
+
+
+class CaseStore:
+    """Bytes by partition over faust's memory or RocksDB store (``table.data``)."""
+
+    def __init__(self, table: Any, partitions: int) -> None:
+        self.table = table
+        self.partitions = partitions
+
+    @property
+    def _store(self) -> Any:
+        return self.table.data
+
+    @property
+    def rocks(self) -> bool:
+        return hasattr(self._store, "_db_for_partition")
+
+    def changelog_tp(self, partition: int) -> TP:
+        return TP(self.table.changelog_topic.get_topic_name(), partition)
+
+    # ---- raw access ----
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        store = self._store
+        if self.rocks:
+            return store._db_for_partition(partition).get(key)
+        return store.data.get(key)
+
+    def write(self, partition: int, items: Iterable[tuple[bytes, bytes]],
+              changelog_offset: int | None) -> None:
+        """Apply records already delivered to the changelog, then remember how far we are."""
+        store = self._store
+        if self.rocks:
+            import rocksdict
+
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for k, v in items:
+                batch.put(k, v)
+            store._db_for_partition(partition).write(batch)
+            if changelog_offset is not None:
+                store.set_persisted_offset(self.changelog_tp(partition), changelog_offset)
+        else:
+            store.data.update(items)
+
+    # ---- typed access ----
+
+    def state(self, case_id: str, partition: int | None = None) -> CaseState | None:
+        p = self.partition(case_id) if partition is None else partition
+        raw = self.get(p, state_key(case_id))
+        return CaseState.model_validate(orjson.loads(raw)) if raw is not None else None
+
+    def file(self, case_id: str, partition: int | None = None) -> CaseFile | None:
+        p = self.partition(case_id) if partition is None else partition
+        raw = self.get(p, file_key(case_id))
+        return CaseFile.model_validate(orjson.loads(raw)) if raw is not None else None
+
+    def history(self, case_id: str, upto: int) -> list[CaseEvent]:
+        p = self.partition(case_id)
+        out = []
+        for seq in range(1, upto + 1):
+            raw = self.get(p, event_key(case_id, seq))
+            if raw is not None:
+                out.append(CaseEvent.model_validate(orjson.loads(raw)))
+        return out
+
+    def marks(self, partition: int) -> Marks:
+        return Marks.load(self.get(partition, marks_key(partition)))
+
+    def partition(self, case_id: str) -> int:
+        return partition_of(case_id, self.partitions)

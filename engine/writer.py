@@ -1,0 +1,252 @@
+"""The case writer's effects, in an order a SIGKILL cannot break.
+
+A batch of commands is decided in memory (an overlay carries a case's state from one command
+to the next), then written in two delivered phases and only then applied locally:
+
+1. **Outputs and derived records**: case events, orders, notifications, dead letters, and on
+   the changelog the history events, new case files and each partition's ``Marks``. Awaited.
+2. **States**: one ``s:<case>`` record per case touched. Awaited.
+3. **Local store** (RocksDB or memory) gets every record, and the persisted changelog offset
+   moves; the commands are acknowledged, and faust commits their offsets later (after
+   flushing its producer).
+
+Why this order is safe, whatever the kill point:
+
+- A state record on the changelog means the command's outputs were delivered before it was
+  sent, so a command found applied on replay (its offset at or below ``state.through``) has
+  nothing left to send.
+- Before phase 2 the state is the old one, so a replay decides the command again and gets the
+  same events, ids and bytes (``Command.at`` is fixed at intake; ids derive from case, seq and
+  target): duplicates a consumer drops by id, never a loss, never a fork.
+- Derived figures carry a watermark (``Marks.through``): a replayed command at or below it was
+  already counted, so phase 1 repeated never counts twice, and phase 1 lost counts nothing.
+- The local store is written only after the changelog has everything, so a kept RocksDB never
+  holds a record the changelog lacks.
+
+Waiting is batched: two round trips per batch, not per command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+from faust.types import EventT
+
+from engine import logs
+from engine.app import Engine, Record
+from engine.core import (
+    Accepted,
+    CaseFile,
+    CaseState,
+    Command,
+    Duplicate,
+    Ignored,
+    apply,
+    decide,
+    file_after,
+    react,
+)
+from engine.guard import ContiguityGuard
+from engine.store import Marks, dump, event_key, file_key, marks_key, state_key
+
+log = logs.get("zhida.writer")
+
+RETRY_FIRST = 0.2
+RETRY_MAX = 5.0
+
+
+@dataclass
+class _Batch:
+    """Everything one batch will write, grouped by phase."""
+
+    outputs: list[Record] = field(default_factory=list)
+    derived: dict[int, dict[bytes, bytes]] = field(default_factory=dict)  # partition → records
+    states: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
+    marks: dict[int, Marks] = field(default_factory=dict)
+    counted: list[tuple[Command, CaseState | None, CaseState, Accepted]] = field(
+        default_factory=list)
+
+    def put(self, phase: dict[int, dict[bytes, bytes]], partition: int, key: bytes,
+            value: bytes) -> None:
+        phase.setdefault(partition, {})[key] = value
+
+
+class CaseWriter:
+    """Decides batches of case commands and writes their effects in the safe order."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.guard = ContiguityGuard(engine.app, "case_commands", engine.metrics)
+        self._marks: dict[int, Marks] = {}
+        self._states: dict[str, CaseState | None] = {}
+        self._files: dict[str, CaseFile] = {}
+
+    # ---- marks: the partition's durable watermark and counts ----
+
+    def marks(self, partition: int) -> Marks:
+        m = self._marks.get(partition)
+        if m is None:
+            m = self._marks[partition] = self.store.marks(partition)
+        return m
+
+    def on_assignment(self, partitions: Sequence[int]) -> dict[str, int]:
+        """Forget cached marks (another worker may have moved them); return open counts."""
+        self._marks.clear()
+        totals: dict[str, int] = {}
+        for p in partitions:
+            for state, n in self.marks(p).counts.items():
+                totals[state] = totals.get(state, 0) + n
+        return totals
+
+    # ---- one batch ----
+
+    async def handle(self, events: Sequence[EventT]) -> None:
+        self._states.clear()
+        self._files.clear()
+        batch = _Batch()
+        for event in events:
+            m = event.message
+            through = (batch.marks[m.partition] if m.partition in batch.marks
+                       else self.marks(m.partition)).through
+            if not await self.guard.accept(event, through + 1):
+                continue
+            started = time.perf_counter()
+            await self._one(batch, event)
+            self.engine.metrics.decide_seconds.observe(time.perf_counter() - started)
+        if batch.marks:
+            await self._write(batch)
+
+    async def _one(self, batch: _Batch, event: EventT) -> None:
+        engine, metrics = self.engine, self.engine.metrics
+        m = event.message
+        p, offset = m.partition, m.offset
+        if p not in batch.marks:  # a copy: the cache changes only once the batch is written
+            cached = self.marks(p)
+            batch.marks[p] = Marks(cached.through, dict(cached.counts))
+        marks = batch.marks[p]
+        fresh = offset > marks.through  # not yet folded into the derived figures
+        marks.through = max(marks.through, offset)
+        try:
+            cmd = Command.model_validate(orjson.loads(m.value))
+        except Exception as e:  # written by our own intake: a bug, but keep the input
+            batch.outputs.append(engine.dead_letter_record(
+                "schema", f"bad internal command: {e}", topic=m.topic, partition=p,
+                offset=offset, key=m.key, value=m.value))
+            return
+        state = self._state(cmd.case_id, p)
+        if state is not None and offset <= state.through:
+            metrics.replays.inc()  # applied before a crash, outputs delivered then
+            return
+        try:
+            decision = decide(state, cmd, engine.world)
+            if isinstance(decision, Accepted):
+                new = apply(state, cmd, decision.events).model_copy(update={"through": offset})
+                file = file_after(self._file(cmd.case_id, p), decision.events)
+                outputs = react(new, file, decision.events, engine.world.topology)
+        except Exception as e:  # a bug in the core must not stop every other case
+            log.exception("decide_failed", case_id=cmd.case_id, kind=cmd.body.kind)
+            metrics.internal_errors.inc()
+            o = cmd.origin
+            batch.outputs.append(engine.dead_letter_origin_record(
+                o, "invalid_transition",
+                f"engine error deciding {cmd.body.kind} for case {cmd.case_id}: {e!r}",
+                at=cmd.at))
+            return
+        if isinstance(decision, Accepted):
+            batch.outputs.extend(engine.output_record(out) for out in outputs)
+            for e in decision.events:
+                batch.put(batch.derived, p, event_key(cmd.case_id, e.seq),
+                          dump(e.model_copy(update={"opened": None})))
+            if state is None:
+                batch.put(batch.derived, p, file_key(cmd.case_id), dump(file))
+                self._files[cmd.case_id] = file
+            batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
+            self._states[cmd.case_id] = new
+            if fresh:
+                marks.moved(state.state if state else None, new.state)
+                batch.counted.append((cmd, state, new, decision))
+                engine.count_outputs(outputs)
+        elif isinstance(decision, Duplicate):
+            metrics.duplicates.labels(cmd.body.kind).inc()
+        elif isinstance(decision, Ignored):
+            metrics.ignored.inc()
+        else:
+            batch.outputs.append(engine.dead_letter_origin_record(
+                cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    def _state(self, case_id: str, partition: int) -> CaseState | None:
+        if case_id in self._states:
+            return self._states[case_id]
+        return self.store.state(case_id, partition)
+
+    def _file(self, case_id: str, partition: int) -> CaseFile | None:
+        if case_id in self._files:
+            return self._files[case_id]
+        return self.store.file(case_id, partition)
+
+    # ---- the phases ----
+
+    async def _write(self, batch: _Batch) -> None:
+        engine = self.engine
+        for p, marks in batch.marks.items():
+            batch.put(batch.derived, p, marks_key(p), marks.dump())
+        changelog = self.store.table.changelog_topic.get_topic_name()
+        phase1 = [*batch.outputs, *_changelog_records(changelog, batch.derived)]
+        ends1 = await self._deliver(phase1)
+        ends2 = await self._deliver(_changelog_records(changelog, batch.states))
+        for p in set(batch.derived) | set(batch.states):
+            items = [*batch.derived.get(p, {}).items(), *batch.states.get(p, {}).items()]
+            end = max((e for e in (ends1.get((changelog, p)), ends2.get((changelog, p)))
+                       if e is not None), default=None)
+            self.store.write(p, items, end)
+        self._marks.update(batch.marks)
+        for cmd, before, after, decision in batch.counted:
+            engine.count_case(cmd, before, after, decision)
+        engine.set_case_gauges(self._open_counts())
+
+    def _open_counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for m in self._marks.values():
+            for state, n in m.counts.items():
+                totals[state] = totals.get(state, 0) + n
+        return totals
+
+    async def _deliver(self, records: list[Record]) -> dict[tuple[str, int], int]:
+        """Produce and wait for every record; retry the lot until the brokers take it.
+
+        Returns the highest offset written per (topic, partition). Resending is safe: every
+        record is deterministic, so a retry at worst duplicates with the same ids.
+        """
+        if not records:
+            return {}
+        producer = self.engine.app.producer
+        delay = RETRY_FIRST
+        while True:
+            try:
+                futures = [await producer.send(r.topic, r.key, r.value, r.partition, None,
+                                               r.headers) for r in records]
+                done = await asyncio.gather(*futures)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.engine.metrics.produce_retries.inc()
+                log.warning("produce_retry", records=len(records), error=repr(e),
+                            retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            ends: dict[tuple[str, int], int] = {}
+            for md in done:
+                key = (md.topic, md.partition)
+                ends[key] = max(ends.get(key, -1), md.offset)
+            return ends
+
+
+def _changelog_records(topic: str, phase: dict[int, dict[bytes, bytes]]) -> list[Record]:
+    return [Record(topic, k, v, p) for p, items in phase.items() for k, v in items.items()]
+
