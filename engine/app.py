@@ -63,13 +63,11 @@ class Engine:
             topic_allow_declare=True,
             table_standby_replicas=0,
             consumer_auto_offset_reset="earliest",
-            # NOTES.md: the defaults make the group join wait ~30 s on the embedded broker
+            # the defaults make the group join wait ~30 s on the embedded broker (NOTES.md)
             broker_rebalance_timeout=settings.rebalance_timeout,
             broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=1.0,
-            # static membership (KIP-345): a worker restarted after a crash takes its old
-            # place at once instead of waiting out the dead member's session
-            consumer_group_instance_id=settings.instance_id or None,
+            consumer_group_instance_id=settings.instance_id or None,  # KIP-345, opt-in
             broker_commit_interval=1.0,
             web_enabled=True,
             web_port=settings.http_port,

@@ -27,11 +27,14 @@ class Settings(BaseModel):
     data_dir: Path = Path("var")
     # local state: RocksDB keeps it across restarts, so recovery reads the changelog's tail
     store: str = "rocksdb://"
-    # consumer group timing: a dead worker's partitions wait out the session; static
-    # membership (instance_id) lets the same worker restarted take them back at once
-    session_timeout: float = Field(default=6.0, gt=0)
-    rebalance_timeout: float = Field(default=4.0, gt=0)
-    instance_id: str = ""  # "" → <hostname>-<http port>; "none" turns static membership off
+    # consumer group timing (measured, docs/operations.md): a SIGKILLed worker's partitions
+    # wait out its session, so the session is short; real Kafka refuses sessions below its
+    # group.min.session.timeout.ms (6 s by default): set ZHIDA_SESSION_TIMEOUT there
+    session_timeout: float = Field(default=3.0, gt=0)
+    rebalance_timeout: float = Field(default=2.0, gt=0)
+    # static membership (KIP-345), off by default: Tansu 0.6.0 adds ~3 s to every join with
+    # it; on real Kafka "auto" (<hostname>-<http port>) lets a restarted worker rejoin at once
+    instance_id: str = ""
     log_level: str = "info"
     source: str = "/zhida/engine"
 
@@ -44,8 +47,6 @@ class Settings(BaseModel):
                 values[name] = v
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls.model_validate(values)
-        if settings.instance_id == "":
+        if settings.instance_id.lower() == "auto":
             settings.instance_id = f"{socket.gethostname()}-{settings.http_port}"
-        elif settings.instance_id.lower() == "none":
-            settings.instance_id = ""
         return settings
