@@ -8,6 +8,8 @@ from typing import Any
 
 import structlog
 
+from engine.logfilter import RateLimit, add_suppressed
+
 PII_KEYS = frozenset({"phone", "name", "citizen", "original", "description"})
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 
@@ -34,8 +36,12 @@ def mask_pii(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if k in PII_KEYS else _mask(v)) for k, v in event.items()}
 
 
-def configure(level: str = "info") -> logging.Handler:
-    """Configure structlog and return a stdlib handler that renders JSON the same way."""
+def configure(level: str = "info", repeat_interval: float = 10.0) -> logging.Handler:
+    """Configure structlog and return a stdlib handler that renders JSON the same way.
+
+    Warnings and errors repeating the same (logger, template) go out at most once per
+    ``repeat_interval`` seconds, with the count of those dropped (engine/logfilter.py).
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -52,10 +58,12 @@ def configure(level: str = "info") -> logging.Handler:
     handler = logging.StreamHandler()
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        processors=[add_suppressed,
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info,
                     structlog.processors.JSONRenderer()],
     ))
+    handler.addFilter(RateLimit(interval=repeat_interval))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
