@@ -1,15 +1,25 @@
-"""HTTP endpoints of the worker (CONTRACT.md "HTTP")."""
+"""HTTP endpoints of the worker (CONTRACT.md "HTTP"), and only those.
+
+faust serves pages of its own (``/``, ``/router/``, ``/table/...``, and with ``debug``
+``/graph`` and statistics): ``/table/cases/<id>/`` dumped a whole case, personal data
+included, into a 500's log. ``register`` drops every built-in blueprint before the web server
+applies them; ``@app.table_route`` routes with ``app.router``, not with the ``/router`` pages.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.app import Engine
 from engine.core.model import CaseEvent, CaseFile, CaseState
+from engine.health import Health
 from engine.logs import mask_name, mask_phone
+
+FAUST_PAGES = "faust.web.apps"
 
 
 def case_view(state: CaseState, file: CaseFile | None, history: list[CaseEvent]
@@ -41,8 +51,25 @@ def case_view(state: CaseState, file: CaseFile | None, history: list[CaseEvent]
     return data
 
 
-def register(engine: Engine) -> None:
+def drop_faust_pages(app: faust.App) -> list[str]:
+    """Remove faust's built-in blueprints (before the server starts); returns their names."""
+    manager = app.web.blueprints
+    if manager.applied:
+        raise RuntimeError("the web server has applied its blueprints already")
+    enabled = manager._enabled  # faust keeps (prefix, blueprint) pairs here until apply()
+    dropped = [str(bp) for _, bp in enabled if _is_faust_page(bp)]
+    enabled[:] = [(prefix, bp) for prefix, bp in enabled if not _is_faust_page(bp)]
+    return dropped
+
+
+def _is_faust_page(blueprint: Any) -> bool:
+    """faust names its own blueprints by import path; ours would be objects."""
+    return isinstance(blueprint, str) and blueprint.startswith(FAUST_PAGES)
+
+
+def register(engine: Engine, health: Health | None = None) -> None:
     app = engine.app
+    drop_faust_pages(app)
 
     @app.page("/healthz")
     async def healthz(self: View, request: Request) -> Response:
@@ -50,6 +77,9 @@ def register(engine: Engine) -> None:
 
     @app.page("/readyz")
     async def readyz(self: View, request: Request) -> Response:
+        if health is not None:
+            status, body = health.status()
+            return self.json(body, status=status)
         if engine.ready:
             return self.json({"status": "ready"})
         return self.json({"status": "starting"}, status=503)

@@ -10,6 +10,7 @@ from engine import logs, web
 from engine.admin import ensure_topics
 from engine.app import Engine
 from engine.core import World
+from engine.health import Health
 from engine.settings import Settings
 
 
@@ -23,7 +24,7 @@ def build(settings: Settings) -> Engine:
 
     engine = Engine(settings, world)
     register_all(engine)
-    web.register(engine)
+    web.register(engine, Health.install(engine))
     return engine
 
 
