@@ -73,7 +73,7 @@ class Engine:
             web_port=settings.http_port,
             web_bind=settings.http_host,
             web_host=settings.http_host,
-            producer_linger=0.005,
+            producer_linger=settings.producer_linger,
         )
         self.topics: dict[str, faust.TopicT] = {
             spec.key: self.app.topic(self.names.prefix + spec.suffix,

@@ -10,7 +10,7 @@ Keys (one table, one changelog, so every record of a partition shares one ordere
 
 - ``s:<case>``          ``CaseState``: small, rewritten by every command
 - ``f:<case>``          ``CaseFile``: what the case is about, written when it opens
-- ``h:<case>:<seq>``    one ``CaseEvent`` of its history, written once
+- ``h:<case>:<seq>``    the ``CaseEvent``s one command added, from ``seq`` on, written once
 - ``m:<partition>``     ``Marks``: the partition's watermark and per-state counts
 """
 
@@ -49,6 +49,11 @@ def marks_key(partition: int) -> bytes:
 def dump(model: BaseModel) -> bytes:
     """Compact: defaults left out, so a fresh case writes little."""
     return orjson.dumps(model.model_dump(mode="python", exclude_defaults=True))
+
+
+def dump_events(events: list[CaseEvent]) -> bytes:
+    return orjson.dumps([e.model_dump(mode="python", exclude_defaults=True,
+                                      exclude={"opened"}) for e in events])
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -140,12 +145,18 @@ class CaseStore:
         return CaseFile.model_validate(orjson.loads(raw)) if raw is not None else None
 
     def history(self, case_id: str, upto: int) -> list[CaseEvent]:
+        """Every event up to ``upto``: one read per command, not per event."""
         p = self.partition(case_id)
-        out = []
-        for seq in range(1, upto + 1):
+        out: list[CaseEvent] = []
+        seq = 1
+        while seq <= upto:
             raw = self.get(p, event_key(case_id, seq))
-            if raw is not None:
-                out.append(CaseEvent.model_validate(orjson.loads(raw)))
+            if raw is None:  # not expected: the writer writes every command's events
+                seq += 1
+                continue
+            events = [CaseEvent.model_validate(d) for d in orjson.loads(raw)]
+            out.extend(events)
+            seq = events[-1].seq + 1 if events else seq + 1
         return out
 
     def marks(self, partition: int) -> Marks:

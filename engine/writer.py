@@ -51,7 +51,15 @@ from engine.core import (
     react,
 )
 from engine.guard import ContiguityGuard
-from engine.store import Marks, dump, event_key, file_key, marks_key, state_key
+from engine.store import (
+    Marks,
+    dump,
+    dump_events,
+    event_key,
+    file_key,
+    marks_key,
+    state_key,
+)
 
 log = logs.get("zhida.writer")
 
@@ -159,9 +167,8 @@ class CaseWriter:
             return
         if isinstance(decision, Accepted):
             batch.outputs.extend(engine.output_record(out) for out in outputs)
-            for e in decision.events:
-                batch.put(batch.derived, p, event_key(cmd.case_id, e.seq),
-                          dump(e.model_copy(update={"opened": None})))
+            batch.put(batch.derived, p, event_key(cmd.case_id, decision.events[0].seq),
+                      dump_events(decision.events))
             if state is None:
                 batch.put(batch.derived, p, file_key(cmd.case_id), dump(file))
                 self._files[cmd.case_id] = file

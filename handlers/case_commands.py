@@ -9,9 +9,6 @@ from __future__ import annotations
 from engine.app import Engine
 from engine.writer import CaseWriter
 
-BATCH_MAX = 500
-BATCH_WITHIN_S = 0.005
-
 
 def register(engine: Engine) -> None:
     writer = CaseWriter(engine)
@@ -20,5 +17,7 @@ def register(engine: Engine) -> None:
     @engine.app.agent(engine.topics["case_commands"], name="case-writer")
     async def case_writer(stream):  # type: ignore[no-untyped-def]
         # take_events acks a batch only after this body has written it
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        conf = engine.settings
+        async for events in stream.take_events(conf.writer_batch_max,
+                                               within=conf.writer_batch_within):
             await writer.handle(events)
