@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 # the bounded label values, all exported as 0 from the start
 INPUT_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction == "in")
 CONSUMED_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction != "out")
+# the consumers with a contiguity guard: one per inbound handler, and the case writer
+GUARDED_CONSUMERS: tuple[str, ...] = (*(f"intake_{t}" for t in INPUT_TOPICS), "case_commands")
 DUPLICATE_KINDS: tuple[str, ...] = ("open", "update", "rate")
 DEADLETTER_REASONS: tuple[str, ...] = get_args(DeadLetterReason)
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
@@ -115,7 +117,8 @@ class Metrics:
                                 (self.orders, ORDER_KINDS),
                                 (self.notifications, NOTICE_KINDS),
                                 (self.cases, CASE_STATES),
-                                (self.consumer_lag, CONSUMED_TOPICS)):
+                                (self.consumer_lag, CONSUMED_TOPICS),
+                                (self.offset_holes, GUARDED_CONSUMERS)):
             for value in values:
                 counter.labels(value)
 

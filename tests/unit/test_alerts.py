@@ -1,8 +1,11 @@
 """The SRE alert rules parse and name only metrics the worker exports."""
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from engine.metrics import Metrics
@@ -24,3 +27,11 @@ def test_alert_rules_reference_real_metrics() -> None:
         assert base in exported, f"{name} is not exported by the worker"
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        out = subprocess.run(["promtool", *args], cwd=ROOT / "deploy", capture_output=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
