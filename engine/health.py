@@ -74,7 +74,7 @@ Snapshot = Callable[[], Iterable[Partition]]
 
 
 class Health:
-    """Readiness from the last checks. ``check`` runs on a faust timer (``install``)."""
+    """Readiness from the last checks; ``install`` runs them in a faust task."""
 
     def __init__(self, engine: Any, *, interval: float | None = None,
                  broker_down_after: float | None = None, stall_after: float | None = None,
@@ -101,9 +101,15 @@ class Health:
 
     @classmethod
     def install(cls, engine: Any, **kwargs: Any) -> Health:
+        """Check from the moment faust starts its tasks (after the first recovery)."""
         health = cls(engine, **kwargs)
-        engine.app.timer(health.interval, name="zhida-health")(health.check)
+        engine.app.task(health.run)
         return health
+
+    async def run(self) -> None:
+        while True:  # a faust task: cancelled when the app stops
+            await self.check()
+            await asyncio.sleep(self.interval)
 
     # ---- answers ----
 
@@ -126,7 +132,7 @@ class Health:
             brokers = await self.probe()
             partitions = list(self.snapshot())
             rebalancing = bool(getattr(self.engine.app, "rebalancing", False))
-        except Exception:  # a bug here must not stop the timer
+        except Exception:  # a bug here must not stop the checks
             log.exception("health_check_failed")
             return
         self.observe(self.clock(), brokers, partitions, rebalancing)
