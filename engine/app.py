@@ -131,14 +131,6 @@ class Engine:
         return Record(topic.get_topic_name(), out.key.encode(), encode(out.value), None,
                       envelope.headers(out.ce_id, out.ce_type, self.settings.source, at))
 
-    def count_outputs(self, outputs: list[Output]) -> None:
-        m = self.metrics
-        for out in outputs:
-            if out.channel == "dispatch":
-                m.orders.labels(out.value.kind).inc()  # type: ignore[attr-defined]
-            elif out.channel == "notifications":
-                m.notifications.labels(out.value.kind).inc()  # type: ignore[attr-defined]
-
     def count_case(self, cmd: Command, before: CaseState | None, after: CaseState,
                    decision: Accepted) -> None:
         m = self.metrics

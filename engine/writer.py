@@ -177,7 +177,7 @@ class CaseWriter:
             if fresh:
                 marks.moved(state.state if state else None, new.state)
                 batch.counted.append((cmd, state, new, decision))
-                engine.count_outputs(outputs)
+                engine.metrics.count_outputs(outputs)
         elif isinstance(decision, Duplicate):
             metrics.duplicates.labels(cmd.body.kind).inc()
         elif isinstance(decision, Ignored):
