@@ -22,6 +22,10 @@ test: $(STAMP)  ## lint, unit tests, integration tests against the embedded brok
 bench: $(STAMP)  ## throughput and latency baseline; writes docs/benchmarks.md
 	$(BIN)/python -m bench.run $(ARGS)
 
+.PHONY: bench-crash
+bench-crash: $(STAMP)  ## soak: SIGKILL the worker under load, check every output (tests/crashload.py)
+	$(BIN)/python -m tests.crashload --duration 300 --kill-every 20 --rate 100 $(ARGS)
+
 docs: $(STAMP)  ## regenerate docs/schemas/*.json and docs/lifecycle.md
 	$(BIN)/python -m engine.docgen
 

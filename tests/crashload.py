@@ -1,0 +1,954 @@
+"""Crash-under-load proof, black box: a load, an independent reader, a checker, an orchestrator.
+
+Written against the integration contract only (``../shared/CONTRACT.md``): what goes in on
+``zhida.intake.complaints`` and ``zhida.unit.updates``, what must come out on
+``zhida.case.events``, ``zhida.dispatch.*``, ``zhida.citizen.notifications`` and
+``zhida.deadletter``. Nothing here reads the engine's state or internal topics.
+
+- :class:`Load` produces complaints at a steady rate (aiokafka) on real street codes and, for
+  every case whose dispatch order it has seen, an ``ack`` from the order's target, then (once
+  the ``acknowledged`` event is seen) a ``resolve``; one case in ``forge_every`` also gets a
+  forged ``ack`` from a street of another district, which must be dead-lettered
+  ``unauthorized``. Creations and updates therefore run continuously.
+- :class:`Reader` reads every output topic from the beginning with confluent-kafka
+  (librdkafka), a client that shares no code with the engine's aiokafka/faust stack: a client
+  bug common to producer and reader cannot hide a loss. It assigns partitions (no group).
+- :func:`check` is a pure function over what was sent and what was read; it returns a
+  :class:`Report` with counts and violations (rules in its docstring).
+- :class:`CrashRun` starts a worker, runs the load, SIGKILLs the worker's process group on a
+  schedule and restarts it on the same data dir, then waits (condition with a deadline) until
+  the outputs are complete and checks them.
+
+Soak: ``python -m tests.crashload --duration 300 --kill-every 20 --rate 100`` (``make
+bench-crash``); the test is ``tests/integration/test_crash.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from engine.broker import EmbeddedBroker, free_port
+from engine.catalogue import Catalogue
+from engine.ids import case_id_for
+from engine.topology import Topology
+from tests.integration.conftest import Worker
+from topics import TopicNames
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = TopicNames("zhida.")
+TOPO = Topology.load()
+# complaint categories a street owns: a complaint on a street code is dispatched to that street
+STREET_CATEGORIES = sorted(c.code for c in Catalogue.load().by_code.values()
+                           if c.source == "complaint" and c.owner == "street")
+CHANNELS = ("hotline", "app", "web", "grid", "media")
+
+TICK = 0.01  # pacing of the load loop (not a synchronisation)
+DRAIN_POLL = 0.5  # how often the drain re-runs the checker inside its deadline
+
+# rules whose violations can still heal while outputs arrive; the drain waits for them
+LOSS_RULES = ("lost_order", "lost_event", "lost_notification", "unaccounted_update",
+              "lost_dead_letter", "seq_gap")
+EVENT_FOR_ACTION = {"ack": "acknowledged", "resolve": "resolved"}
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# ---------------------------------------------------------------------------- what was sent
+
+
+@dataclass(slots=True)
+class SentComplaint:
+    complaint_id: str
+    case_id: str
+    street: str
+    category: str
+    t: float  # seconds since the load started
+    confirmed: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class SentUpdate:
+    update_id: str
+    case_id: str
+    actor: str
+    action: str  # ack, resolve
+    expect: str  # "event": the engine must accept it; "unauthorized": must dead-letter it
+    t: float
+    confirmed: bool = False
+    error: str | None = None
+
+
+@dataclass
+class SentLog:
+    """Only what the broker confirmed; the checker's view of the input."""
+
+    complaints: list[SentComplaint]
+    updates: list[SentUpdate]
+    send_errors: int = 0
+
+
+# ---------------------------------------------------------------------------- what was read
+
+
+@dataclass(slots=True)
+class Record:
+    """One output message: raw value kept for body comparison, a few fields extracted."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    raw: bytes
+    ce_id: str | None
+    kind: str  # event, order, notice, dead
+    f: dict[str, Any]
+
+    def body(self) -> Any:
+        return orjson.loads(self.raw)
+
+
+_FIELDS = {
+    "event": ("event_id", "case_id", "seq", "type", "state", "unit"),
+    "order": ("order_id", "kind", "case_id", "target", "role"),
+    "notice": ("notification_id", "case_id", "kind", "complaint_id"),
+    "dead": ("reason", "source_topic", "partition", "offset"),
+}
+
+
+def kind_of(topic: str) -> str:
+    if topic == NAMES.case_events:
+        return "event"
+    if topic == NAMES.notifications:
+        return "notice"
+    if topic == NAMES.deadletter:
+        return "dead"
+    return "order"
+
+
+def make_record(topic: str, partition: int, offset: int, key: bytes | None, raw: bytes,
+                headers: Iterable[tuple[str, bytes]] | None) -> Record:
+    kind = kind_of(topic)
+    hdrs = dict(headers or ())
+    ce = hdrs.get("ce_id")
+    f: dict[str, Any] = {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        f["_undecodable"] = True
+    else:
+        f = {k: value.get(k) for k in _FIELDS[kind]}
+        if kind == "dead":
+            f["detail"] = str(value.get("detail") or "")[:200]
+            f["ref"] = _dead_letter_ref(value)
+    return Record(topic, partition, offset, key.decode("utf-8", "replace") if key else None,
+                  raw, ce.decode("utf-8", "replace") if ce else None, kind, f)
+
+
+def _dead_letter_ref(value: dict[str, Any]) -> str | None:
+    """The idempotency key of the refused input (update_id or complaint_id), if readable."""
+    original = value.get("original")
+    if not isinstance(original, str):
+        return None
+    try:
+        o = orjson.loads(original)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(o, dict):
+        return None
+    ref = o.get("update_id") or o.get("complaint_id")
+    return ref if isinstance(ref, str) else None
+
+
+def output_topics() -> list[str]:
+    return [NAMES.case_events, NAMES.notifications, NAMES.deadletter,
+            *(NAMES.dispatch(d) for d in (*TOPO.districts, "city"))]
+
+
+class Reader:
+    """Every output topic from offset 0, by librdkafka in a thread; records in arrival order."""
+
+    def __init__(self, bootstrap: str, topics: Sequence[str] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics or output_topics())
+        self._records: list[Record] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+
+    def start(self, timeout: float = 15.0) -> Reader:
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap,
+            "group.id": f"crashload-reader-{uuid.uuid4().hex[:8]}",  # required; never joined
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 20,
+        })
+        md = consumer.list_topics(timeout=timeout)
+        missing = [t for t in self.topics if t not in md.topics or md.topics[t].error]
+        if missing:
+            consumer.close()
+            raise RuntimeError(f"output topics missing on the broker: {missing[:5]}")
+        tps = [TopicPartition(t, p, OFFSET_BEGINNING)
+               for t in self.topics for p in md.topics[t].partitions]
+        consumer.assign(tps)
+        self._thread = threading.Thread(target=self._run, args=(consumer,), daemon=True,
+                                        name="crashload-reader")
+        self._thread.start()
+        return self
+
+    def _run(self, consumer: Consumer) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = consumer.consume(num_messages=2000, timeout=0.1)
+                out = []
+                for m in batch:
+                    err = m.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            self.errors.append(str(err))
+                        continue
+                    out.append(make_record(m.topic(), m.partition(), m.offset(), m.key(),
+                                           m.value() or b"", m.headers()))
+                if out:
+                    with self._lock:
+                        self._records.extend(out)
+        finally:
+            consumer.close()
+
+    def since(self, index: int) -> tuple[list[Record], int]:
+        with self._lock:
+            new = self._records[index:]
+            return new, index + len(new)
+
+    def snapshot(self) -> list[Record]:
+        with self._lock:
+            return list(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+
+# ---------------------------------------------------------------------------- the load
+
+
+class Load:
+    """Complaints at ``rate``/s; ack (then resolve) for each case whose order has been seen."""
+
+    def __init__(self, bootstrap: str, reader: Reader, rate: float, *, forge_every: int = 10,
+                 seed: int | None = None, tag: str | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.reader = reader
+        self.rate = rate
+        self.forge_every = forge_every
+        self.rng = random.Random(seed)
+        self.tag = tag or uuid.uuid4().hex[:6]
+        self.complaints: dict[str, SentComplaint] = {}  # by case_id
+        self.updates: dict[str, SentUpdate] = {}  # by update_id
+        self._acked: set[str] = set()
+        self._resolved: set[str] = set()
+        self._stop = asyncio.Event()
+        self._t0 = 0.0
+        self._n = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def sent(self) -> SentLog:
+        return SentLog(
+            complaints=[c for c in self.complaints.values() if c.confirmed],
+            updates=[u for u in self.updates.values() if u.confirmed],
+            send_errors=sum(1 for c in (*self.complaints.values(), *self.updates.values())
+                            if c.error),
+        )
+
+    def counts(self) -> dict[str, int]:
+        by = Counter(u.action if u.expect == "event" else "forged" for u in self.updates.values())
+        return {"complaints": len(self.complaints), "acks": by["ack"],
+                "resolves": by["resolve"], "forged": by["forged"]}
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
+        await producer.start()
+        try:
+            self._t0 = loop.time()
+            cursor = 0
+            while not self._stop.is_set():
+                due = int((loop.time() - self._t0) * self.rate)
+                while self._n < due:
+                    await self._complaint(producer)
+                new, cursor = self.reader.since(cursor)
+                for r in new:
+                    await self._react(producer, r)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), TICK)
+        finally:
+            with contextlib.suppress(Exception):
+                await producer.flush()
+            await producer.stop()
+
+    def _elapsed(self) -> float:
+        return asyncio.get_running_loop().time() - self._t0
+
+    async def _send(self, producer: AIOKafkaProducer, topic: str, key: str,
+                    value: dict[str, Any], rec: SentComplaint | SentUpdate) -> None:
+        def done(fut: asyncio.Future[Any]) -> None:
+            if fut.cancelled():
+                rec.error = "cancelled"
+            elif fut.exception() is not None:
+                rec.error = repr(fut.exception())
+            else:
+                rec.confirmed = True
+
+        try:
+            fut = await producer.send(topic, orjson.dumps(value), key=key.encode())
+        except Exception as e:  # recorded, reported as a send error
+            rec.error = repr(e)
+            return
+        fut.add_done_callback(done)
+
+    async def _complaint(self, producer: AIOKafkaProducer) -> None:
+        self._n += 1
+        complaint_id = f"cl-{self.tag}-{self._n:07d}"
+        street = self.rng.choice(TOPO.streets)
+        category = self.rng.choice(STREET_CATEGORIES)
+        case_id = case_id_for("complaint", complaint_id)
+        rec = SentComplaint(complaint_id, case_id, street, category, self._elapsed())
+        self.complaints[case_id] = rec
+        body = {"complaint_id": complaint_id, "channel": self.rng.choice(CHANNELS),
+                "category": category, "description": f"压力测试诉求 {self._n}",
+                "location": {"unit": street}, "reported_at": _now_rfc3339(),
+                "citizen": {"name": "测试", "phone": "13800000000"}}
+        await self._send(producer, NAMES.complaints, complaint_id, body, rec)
+
+    async def _update(self, producer: AIOKafkaProducer, case_id: str, actor: str, action: str,
+                      expect: str) -> None:
+        update_id = f"up-{self.tag}-{uuid.uuid4().hex[:16]}"
+        rec = SentUpdate(update_id, case_id, actor, action, expect, self._elapsed())
+        self.updates[update_id] = rec
+        body = {"update_id": update_id, "actor": actor, "action": action,
+                "at": _now_rfc3339(), "case_id": case_id, "note": "crashload"}
+        await self._send(producer, NAMES.unit_updates, case_id, body, rec)
+
+    async def _react(self, producer: AIOKafkaProducer, r: Record) -> None:
+        case_id = r.f.get("case_id")
+        if case_id not in self.complaints:
+            return
+        if (r.kind == "order" and r.f.get("kind") == "case" and r.f.get("role") == "handler"
+                and case_id not in self._acked and isinstance(r.f.get("target"), str)):
+            self._acked.add(case_id)
+            target = r.f["target"]
+            if self.forge_every and len(self._acked) % self.forge_every == 0:
+                await self._update(producer, case_id, self._forger(target), "ack",
+                                   "unauthorized")
+            await self._update(producer, case_id, target, "ack", "event")
+        elif (r.kind == "event" and r.f.get("type") == "acknowledged"
+              and case_id in self._acked and case_id not in self._resolved
+              and isinstance(r.f.get("unit"), str)):
+            self._resolved.add(case_id)
+            await self._update(producer, case_id, r.f["unit"], "resolve", "event")
+
+    def _forger(self, target: str) -> str:
+        """A street of another district: neither the holder, a co-handler nor an ancestor."""
+        home = TOPO.district_of(target)
+        while True:
+            s = self.rng.choice(TOPO.streets)
+            if TOPO.district_of(s) != home:
+                return s
+
+
+# ---------------------------------------------------------------------------- the checker
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule: str
+    subject: str  # case_id, update_id, output id
+    detail: str
+
+
+@dataclass
+class Report:
+    counts: dict[str, int] = field(default_factory=dict)
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    event_types: dict[str, int] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+
+    def by_rule(self) -> dict[str, int]:
+        return dict(Counter(v.rule for v in self.violations))
+
+    def rule(self, name: str) -> list[Violation]:
+        return [v for v in self.violations if v.rule == name]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    @property
+    def complete(self) -> bool:
+        """No output is missing any more (other violations cannot heal by waiting)."""
+        return not any(v.rule in LOSS_RULES for v in self.violations)
+
+    def summary(self, examples: int = 5) -> str:
+        c = self.counts
+        lines = [
+            f"sent: {c.get('complaints_sent', 0)} complaints, {c.get('acks_sent', 0)} acks, "
+            f"{c.get('resolves_sent', 0)} resolves, {c.get('forged_sent', 0)} forged acks, "
+            f"{c.get('send_errors', 0)} send errors",
+            f"read: {c.get('events', 0)} case events ({c.get('events_distinct', 0)} distinct, "
+            f"{c.get('events_duplicates', 0)} duplicates), {c.get('orders', 0)} orders "
+            f"({c.get('orders_duplicates', 0)} dup), {c.get('notices', 0)} notifications "
+            f"({c.get('notices_duplicates', 0)} dup), {c.get('dead', 0)} dead letters "
+            f"({c.get('dead_duplicates', 0)} dup)",
+            f"updates: {c.get('updates_as_event', 0)} as events, "
+            f"{c.get('updates_dead_lettered', 0)} dead-lettered, "
+            f"{c.get('updates_unaccounted', 0)} unaccounted",
+            f"event types: {dict(sorted(self.event_types.items()))}",
+            f"dead-letter reasons: {dict(sorted(self.dead_letter_reasons.items()))}",
+        ]
+        if self.ok:
+            lines.append("violations: none")
+        else:
+            lines.append(f"violations: {len(self.violations)} {self.by_rule()}")
+            for rule in self.by_rule():
+                vs = self.rule(rule)
+                for v in vs[:examples]:
+                    lines.append(f"  {rule}: {v.subject}: {v.detail}")
+                if len(vs) > examples:
+                    lines.append(f"  {rule}: … {len(vs) - examples} more")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "complete": self.complete, "counts": self.counts,
+                "dead_letter_reasons": self.dead_letter_reasons,
+                "event_types": self.event_types, "violations_by_rule": self.by_rule(),
+                "violations": [asdict(v) for v in self.violations]}
+
+
+def _distinct_bodies(recs: list[Record]) -> list[Any]:
+    """The different bodies among copies of one output (equal after parsing = the same)."""
+    if len({r.raw for r in recs}) == 1:
+        return [recs[0].body()]
+    bodies: list[Any] = []
+    for r in recs:
+        b = r.body()
+        if b not in bodies:
+            bodies.append(b)
+    return bodies
+
+
+def _diff(a: Any, b: Any) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys[:6])
+    return f"{a!r:.80} vs {b!r:.80}"
+
+
+def check(sent: SentLog, records: Iterable[Record], topology: Topology | None = None) -> Report:
+    """Rules (each violation names its rule):
+
+    - ``lost_order`` / ``lost_event`` / ``lost_notification``: a complaint sent has no
+      ``kind=case`` dispatch order, no ``created`` or ``dispatched`` event, or no ``received``
+      notification; a ``resolved`` event has no ``resolved`` notification.
+    - ``unaccounted_update``: an update the engine must accept (ack of a dispatched case by the
+      target of its order; resolve of an acknowledged case by its holder) is neither its event
+      (``acknowledged``, ``resolved``) nor a dead letter: it vanished.
+    - ``lost_dead_letter``: a forged update (actor in another district) has no dead letter;
+      ``wrong_reason`` if its dead letter's reason is not ``unauthorized``; ``forged_accepted``
+      if it got an event.
+    - ``seq_gap``: a case's seqs are not exactly 1..max. ``seq_fork``: one seq with two
+      different bodies (copies equal after parsing are duplicates, counted, allowed).
+      ``seq_order``: a seq first appears before a smaller one (the trail is ordered per case).
+    - ``dup_conflict``: two orders or notifications with the same id (``ce_id``, else
+      ``order_id`` / ``notification_id``) and different bodies.
+    - ``unexpected_dead_letter``: a dead letter other than the forged updates' ``unauthorized``.
+    - ``unexpected_event``: an ``acknowledged``/``resolved`` event no sent update explains.
+    - ``foreign``: an output about a case no complaint of this run created (the broker is
+      fresh, so there must be none). ``undecodable``: an output that is not a JSON object.
+    - ``misrouted`` (with ``topology``): an order not on ``zhida.dispatch.<district of its
+      target>``, or a complaint's order not targeting the complaint's street.
+    """
+    rep = Report()
+    v = rep.violations
+    complaints = {c.case_id: c for c in sent.complaints}
+    updates = {u.update_id: u for u in sent.updates}
+
+    events: dict[str, dict[int, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    first_seen: dict[str, list[int]] = defaultdict(list)  # seqs in order of first appearance
+    orders: dict[str, list[Record]] = defaultdict(list)  # by id
+    orders_of: dict[str, list[Record]] = defaultdict(list)  # by case
+    notices: dict[str, list[Record]] = defaultdict(list)
+    notice_kinds: dict[str, set[str]] = defaultdict(set)
+    dead_by_ref: dict[str, list[Record]] = defaultdict(list)
+    dead: list[Record] = []
+    foreign: Counter[str] = Counter()
+    per_kind: Counter[str] = Counter()
+
+    for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        per_kind[r.kind] += 1
+        if r.f.get("_undecodable"):
+            v.append(Violation("undecodable", f"{r.topic}/{r.partition}@{r.offset}",
+                               repr(r.raw[:80])))
+            continue
+        case_id = r.f.get("case_id")
+        if r.kind != "dead" and case_id not in complaints:
+            foreign[str(case_id)] += 1
+            continue
+        if r.kind == "event":
+            seq = r.f.get("seq")
+            if not isinstance(seq, int):
+                v.append(Violation("undecodable", str(case_id), f"event without int seq: {seq!r}"))
+                continue
+            bucket = events[case_id]
+            if seq not in bucket:
+                first_seen[case_id].append(seq)
+            bucket[seq].append(r)
+        elif r.kind == "order":
+            orders[r.ce_id or str(r.f.get("order_id"))].append(r)
+            orders_of[case_id].append(r)
+        elif r.kind == "notice":
+            notices[r.ce_id or str(r.f.get("notification_id"))].append(r)
+            notice_kinds[case_id].add(str(r.f.get("kind")))
+        else:
+            dead.append(r)
+            if r.f.get("ref"):
+                dead_by_ref[r.f["ref"]].append(r)
+
+    for case_id, n in foreign.items():
+        v.append(Violation("foreign", case_id, f"{n} outputs about a case this run never opened"))
+
+    # --- per case: events, seqs, forks, order of first appearance
+    types_of: dict[str, Counter[str]] = {}
+    type_counts: Counter[str] = Counter()
+    n_events = n_distinct = 0
+    for case_id, bucket in events.items():
+        types: Counter[str] = Counter()
+        for seq, recs in bucket.items():
+            n_events += len(recs)
+            n_distinct += 1
+            bodies = _distinct_bodies(recs)
+            if len(bodies) > 1:
+                v.append(Violation("seq_fork", case_id,
+                                   f"seq {seq} has {len(bodies)} bodies: "
+                                   f"{_diff(bodies[0], bodies[1])}"))
+            for t in {str(b.get("type") if isinstance(b, dict) else None) for b in bodies}:
+                types[t] += 1  # per seq, so a fork of one event is not two events
+        types_of[case_id] = types
+        type_counts.update(types)
+        seqs = set(bucket)
+        top = max(seqs)
+        missing = sorted(set(range(1, top + 1)) - seqs)
+        if missing or min(seqs) < 1:
+            v.append(Violation("seq_gap", case_id,
+                               f"seqs {sorted(seqs)}: missing {missing or 'n/a'}"))
+        order = first_seen[case_id]
+        if order != sorted(order):
+            v.append(Violation("seq_order", case_id, f"first appearances in order {order}"))
+
+    # --- complaints: order, created + dispatched, received notification
+    for case_id, c in complaints.items():
+        types = types_of.get(case_id, Counter())
+        case_orders = [r for r in orders_of.get(case_id, ()) if r.f.get("kind") == "case"]
+        if not case_orders:
+            v.append(Violation("lost_order", case_id,
+                               f"complaint {c.complaint_id} (sent at {c.t:.2f}s) has no order"))
+        missing = [t for t in ("created", "dispatched") if not types[t]]
+        if missing:
+            v.append(Violation("lost_event", case_id,
+                               f"complaint {c.complaint_id} (sent at {c.t:.2f}s) has no "
+                               f"{'/'.join(missing)} event"))
+        if "received" not in notice_kinds.get(case_id, set()):
+            v.append(Violation("lost_notification", case_id,
+                               f"no 'received' notification for {c.complaint_id}"))
+        if types["resolved"] and "resolved" not in notice_kinds.get(case_id, set()):
+            v.append(Violation("lost_notification", case_id,
+                               "a 'resolved' event but no 'resolved' notification"))
+        if topology is not None:
+            for r in case_orders:
+                target = r.f.get("target")
+                if not isinstance(target, str) or target not in topology:
+                    v.append(Violation("misrouted", case_id, f"order target {target!r}"))
+                    continue
+                want = NAMES.dispatch(topology.dispatch_key(target))
+                if r.topic != want:
+                    v.append(Violation("misrouted", case_id,
+                                       f"order for {target} on {r.topic}, expected {want}"))
+                if target != c.street:
+                    v.append(Violation("misrouted", case_id,
+                                       f"order to {target}, complaint on street {c.street}"))
+
+    # --- updates: each one sent is an event or a dead letter, never nothing
+    as_event = as_dead = unaccounted = 0
+    explained: Counter[tuple[str, str]] = Counter()
+    for u in updates.values():
+        etype = EVENT_FOR_ACTION[u.action]
+        has_event = types_of.get(u.case_id, Counter())[etype] > 0
+        letters = dead_by_ref.get(u.update_id, [])
+        if u.expect == "event":
+            explained[(u.case_id, etype)] += 1
+            if has_event:
+                as_event += 1
+            elif letters:
+                as_dead += 1
+            else:
+                unaccounted += 1
+                v.append(Violation("unaccounted_update", u.update_id,
+                                   f"{u.action} by {u.actor} on {u.case_id} (sent at "
+                                   f"{u.t:.2f}s): no '{etype}' event, no dead letter"))
+        else:
+            if not letters:
+                v.append(Violation("lost_dead_letter", u.update_id,
+                                   f"forged {u.action} by {u.actor} on {u.case_id} (sent at "
+                                   f"{u.t:.2f}s) has no dead letter"))
+            elif any(r.f.get("reason") != "unauthorized" for r in letters):
+                v.append(Violation("wrong_reason", u.update_id,
+                                   f"forged {u.action}: reasons "
+                                   f"{sorted({str(r.f.get('reason')) for r in letters})}"))
+    for case_id, types in types_of.items():
+        for etype in EVENT_FOR_ACTION.values():
+            if types[etype] > explained[(case_id, etype)]:
+                forged = [u for u in updates.values()
+                          if u.case_id == case_id and u.expect != "event"
+                          and EVENT_FOR_ACTION[u.action] == etype]
+                rule = "forged_accepted" if forged else "unexpected_event"
+                v.append(Violation(rule, case_id,
+                                   f"{types[etype]} '{etype}' event(s), "
+                                   f"{explained[(case_id, etype)]} update(s) sent for it"))
+
+    # --- orders and notifications: copies only with the same id and body
+    for label, groups in (("order", orders), ("notification", notices)):
+        for oid, recs in groups.items():
+            if len(recs) > 1:
+                bodies = _distinct_bodies(recs)
+                if len(bodies) > 1:
+                    v.append(Violation("dup_conflict", oid,
+                                       f"{label} with {len(bodies)} bodies: "
+                                       f"{_diff(bodies[0], bodies[1])}"))
+
+    # --- dead letters: only what the load meant
+    reasons: Counter[str] = Counter()
+    dead_ids: Counter[tuple[Any, ...]] = Counter()
+    for r in dead:
+        reasons[str(r.f.get("reason"))] += 1
+        dead_ids[(r.f.get("source_topic"), r.f.get("partition"), r.f.get("offset"))] += 1
+        u = updates.get(r.f.get("ref") or "")
+        if u is None or u.expect != "unauthorized" or r.f.get("reason") != "unauthorized":
+            what = f"{u.action} by {u.actor} on {u.case_id}" if u else f"ref {r.f.get('ref')}"
+            v.append(Violation("unexpected_dead_letter", str(r.f.get("ref") or r.key),
+                               f"{r.f.get('reason')}: {what}: {r.f.get('detail')}"))
+
+    by_action = Counter(u.action if u.expect == "event" else "forged" for u in updates.values())
+    rep.counts = {
+        "complaints_sent": len(complaints), "acks_sent": by_action["ack"],
+        "resolves_sent": by_action["resolve"], "forged_sent": by_action["forged"],
+        "send_errors": sent.send_errors,
+        "events": n_events, "events_distinct": n_distinct,
+        "events_duplicates": n_events - n_distinct, "cases_with_events": len(events),
+        "orders": sum(len(x) for x in orders.values()),
+        "orders_duplicates": sum(len(x) - 1 for x in orders.values()),
+        "notices": sum(len(x) for x in notices.values()),
+        "notices_duplicates": sum(len(x) - 1 for x in notices.values()),
+        "dead": len(dead), "dead_duplicates": sum(n - 1 for n in dead_ids.values()),
+        "updates_as_event": as_event, "updates_dead_lettered": as_dead,
+        "updates_unaccounted": unaccounted,
+        "records": sum(per_kind.values()),
+    }
+    rep.dead_letter_reasons = dict(reasons)
+    rep.event_types = dict(type_counts)
+    return rep
+
+
+# ---------------------------------------------------------------------------- the orchestrator
+
+
+@dataclass
+class CrashConfig:
+    duration: float = 60.0  # seconds of load (extended to cover the last restart + tail)
+    kill_every: float = 20.0
+    rate: float = 100.0  # complaints per second (updates come on top, up to 2 per case)
+    kills: int | None = None  # exact number of kills; None: every kill_every within duration
+    min_uptime: float = 3.0  # never kill sooner than this after the worker became ready
+    jitter: float = 2.0  # each kill comes up to this much later (seeded), to vary its phase
+    tail: float = 5.0  # load keeps running this long after the last restart is ready
+    ready_timeout: float = 60.0
+    drain_timeout: float = 60.0
+    forge_every: int = 10  # one case in N gets a forged ack (0: none)
+    seed: int | None = None
+    progress_every: float = 5.0
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Kill:
+    at: float  # seconds since the load started
+    uptime: float  # seconds the worker had been ready
+    restart_to_ready: float  # from the new process's spawn to /readyz 200
+
+
+@dataclass
+class CrashResult:
+    config: CrashConfig
+    report: Report
+    kills: list[Kill]
+    first_ready: float  # fresh start to /readyz
+    load_seconds: float
+    drain_seconds: float  # load stopped → outputs complete (or the drain timeout)
+    drain_complete: bool
+    total_seconds: float
+    load_counts: dict[str, int]
+    reader_errors: list[str]
+    workdir: str
+
+    def summary(self) -> str:
+        c = self.config
+        rs = [k.restart_to_ready for k in self.kills]
+        lines = [
+            f"crash run: rate {c.rate:g}/s, {len(self.kills)} SIGKILLs, "
+            f"load {self.load_seconds:.1f} s, total {self.total_seconds:.1f} s "
+            f"(workdir {self.workdir})",
+            f"fresh start to ready: {self.first_ready:.1f} s",
+        ]
+        for i, k in enumerate(self.kills, 1):
+            lines.append(f"kill {i} at {k.at:6.1f} s (up {k.uptime:5.1f} s): "
+                         f"restart to ready {k.restart_to_ready:5.1f} s")
+        if rs:
+            lines.append(f"restart to ready: min {min(rs):.1f} s, max {max(rs):.1f} s, "
+                         f"mean {sum(rs) / len(rs):.1f} s")
+        lines.append(f"drain: {'complete' if self.drain_complete else 'NOT complete'} after "
+                     f"{self.drain_seconds:.1f} s")
+        if self.reader_errors:
+            lines.append(f"reader errors: {len(self.reader_errors)}: {self.reader_errors[:3]}")
+        lines.append(self.report.summary())
+        lines.append("RESULT: " + ("OK" if self.report.ok else "VIOLATIONS"))
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "kills": [asdict(k) for k in self.kills],
+                "first_ready": self.first_ready, "load_seconds": self.load_seconds,
+                "drain_seconds": self.drain_seconds, "drain_complete": self.drain_complete,
+                "total_seconds": self.total_seconds, "load_counts": self.load_counts,
+                "reader_errors": self.reader_errors[:20], "workdir": self.workdir,
+                "report": self.report.to_json()}
+
+
+class CrashRun:
+    def __init__(self, bootstrap: str, workdir: Path, config: CrashConfig,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.workdir = Path(workdir)
+        self.cfg = config
+        self._progress = progress or (lambda _msg: None)
+        self.worker = Worker(bootstrap, free_port(), self.workdir / "data",
+                             self.workdir / "worker.log", env=dict(config.worker_env))
+        self.kills: list[Kill] = []
+        self._t0 = 0.0
+        self._load_t0 = 0.0
+        self._ready_at = 0.0
+        self._phase = "starting"
+
+    def log(self, msg: str) -> None:
+        self._progress(f"[crash {time.monotonic() - self._t0:7.1f}s] {msg}")
+
+    def _kill_and_restart(self) -> Kill:
+        proc = self.worker.proc
+        assert proc is not None
+        at = time.monotonic() - self._load_t0
+        uptime = time.monotonic() - self._ready_at
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        self.worker.proc = None
+        t = time.monotonic()
+        self.worker.start(self.cfg.ready_timeout)
+        self._ready_at = time.monotonic()
+        return Kill(at, uptime, self._ready_at - t)
+
+    async def _report_progress(self, load: Load, reader: Reader) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.progress_every)
+            c = load.counts()
+            self.log(f"{self._phase}: sent {c['complaints']} complaints, {c['acks']} acks, "
+                     f"{c['resolves']} resolves, {c['forged']} forged; read {len(reader)} "
+                     f"outputs; kills {len(self.kills)}")
+
+    async def run(self) -> CrashResult:
+        cfg = self.cfg
+        self._t0 = time.monotonic()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        reader: Reader | None = None
+        load: Load | None = None
+        load_task: asyncio.Task[None] | None = None
+        progress_task: asyncio.Task[None] | None = None
+        try:
+            await asyncio.to_thread(self.worker.start, cfg.ready_timeout)
+            self._ready_at = time.monotonic()
+            first_ready = self._ready_at - self._t0
+            self.log(f"worker ready in {first_ready:.1f} s (http {self.worker.http_port})")
+            reader = await asyncio.to_thread(Reader(self.bootstrap).start)
+            load = Load(self.bootstrap, reader, cfg.rate, forge_every=cfg.forge_every,
+                        seed=cfg.seed)
+            self._load_t0 = time.monotonic()
+            load_task = asyncio.create_task(load.run())
+            progress_task = asyncio.create_task(self._report_progress(load, reader))
+            self._phase = "load"
+            end = self._load_t0 + cfg.duration
+            rng = random.Random(cfg.seed)
+            next_kill = self._load_t0 + cfg.kill_every + rng.uniform(0, cfg.jitter)
+
+            def more_kills() -> bool:
+                if cfg.kills is not None:
+                    return len(self.kills) < cfg.kills
+                return next_kill < end
+
+            while True:
+                if load_task.done():
+                    load_task.result()  # raises the load's error
+                    raise RuntimeError("load stopped by itself")
+                now = time.monotonic()
+                if more_kills() and now >= next_kill:
+                    self._phase = "restarting"
+                    pid = self.worker.proc.pid if self.worker.proc else None
+                    self.log(f"SIGKILL worker process group {pid}")
+                    k = await asyncio.to_thread(self._kill_and_restart)
+                    self.kills.append(k)
+                    self._phase = "load"
+                    self.log(f"kill {len(self.kills)}: ready again after "
+                             f"{k.restart_to_ready:.1f} s")
+                    next_kill = (max(next_kill + cfg.kill_every, self._ready_at + cfg.min_uptime)
+                                 + rng.uniform(0, cfg.jitter))
+                    continue
+                stop_at = max(end, self._ready_at + cfg.tail) if self.kills else end
+                if not more_kills() and now >= stop_at:
+                    break
+                wake = min(next_kill, stop_at) if more_kills() else stop_at
+                await asyncio.sleep(max(0.0, min(wake - now, 0.2)))  # pacing only
+            load.stop()
+            await load_task
+            load_seconds = time.monotonic() - self._load_t0
+            self._phase = "drain"
+            self.log(f"load stopped after {load_seconds:.1f} s; waiting for the outputs")
+            sent = load.sent()
+            drain_t0 = time.monotonic()
+            deadline = drain_t0 + cfg.drain_timeout
+            while True:
+                report = check(sent, reader.snapshot(), TOPO)
+                if report.complete or time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(DRAIN_POLL)
+            drain_seconds = time.monotonic() - drain_t0
+            self.log(f"drain {'complete' if report.complete else 'timed out'} after "
+                     f"{drain_seconds:.1f} s")
+            return CrashResult(
+                config=cfg, report=report, kills=list(self.kills), first_ready=first_ready,
+                load_seconds=load_seconds, drain_seconds=drain_seconds,
+                drain_complete=report.complete, total_seconds=time.monotonic() - self._t0,
+                load_counts=load.counts(), reader_errors=list(reader.errors),
+                workdir=str(self.workdir))
+        finally:
+            if progress_task is not None:
+                progress_task.cancel()
+            if load is not None:
+                load.stop()
+            if load_task is not None and not load_task.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(load_task, 10)
+            if reader is not None:
+                await asyncio.to_thread(reader.stop)
+            await asyncio.to_thread(self._stop_worker)
+
+    def _stop_worker(self) -> None:
+        proc = self.worker.proc
+        self.worker.stop()
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+# ---------------------------------------------------------------------------- soak entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m tests.crashload",
+        description="SIGKILL the worker under load on a fresh embedded broker, then check "
+                    "every output against the contract (lost, gaps, forks, dead letters).")
+    p.add_argument("--duration", type=float, default=300.0, help="seconds of load")
+    p.add_argument("--kill-every", type=float, default=20.0, help="seconds between SIGKILLs")
+    p.add_argument("--kills", type=int, default=None,
+                   help="exact number of kills (default: every --kill-every within --duration)")
+    p.add_argument("--rate", type=float, default=100.0, help="complaints per second")
+    p.add_argument("--forge-every", type=int, default=10,
+                   help="one case in N gets a forged ack that must be dead-lettered (0: none)")
+    p.add_argument("--min-uptime", type=float, default=3.0,
+                   help="never kill sooner than this after the worker is ready")
+    p.add_argument("--jitter", type=float, default=2.0,
+                   help="each kill comes up to this many seconds later (random phase)")
+    p.add_argument("--ready-timeout", type=float, default=60.0)
+    p.add_argument("--drain-timeout", type=float, default=120.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="worker data dir and logs (default var/crashload/<time>)")
+    p.add_argument("--json", type=Path, default=None, help="write a JSON summary here")
+    args = p.parse_args(argv)
+
+    workdir = args.workdir or ROOT / "var" / "crashload" / time.strftime("%Y%m%d-%H%M%S")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = CrashConfig(duration=args.duration, kill_every=args.kill_every, rate=args.rate,
+                      kills=args.kills, min_uptime=args.min_uptime, jitter=args.jitter,
+                      ready_timeout=args.ready_timeout, drain_timeout=args.drain_timeout,
+                      forge_every=args.forge_every, seed=args.seed)
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    broker = EmbeddedBroker(log_path=workdir / "broker.log").start()
+    progress(f"broker on {broker.bootstrap}, workdir {workdir}")
+    try:
+        result = asyncio.run(CrashRun(broker.bootstrap, workdir, cfg, progress).run())
+    finally:
+        proc = broker.proc
+        broker.stop()
+        if proc is not None and proc.poll() is None:
+            progress(f"broker pid {proc.pid} still running after stop")
+    print(result.summary())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_bytes(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2))
+        print(f"JSON summary: {args.json}")
+    return 0 if result.report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
