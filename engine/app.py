@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -187,9 +187,23 @@ class Engine:
 
     async def dead_letter_event(self, event: EventT, reason: str, detail: str) -> None:
         m = event.message
+        at = self.input_time(self.origin_of(event))
         await self.send(self.dead_letter_record(reason, detail, topic=m.topic,
                                                 partition=m.partition, offset=m.offset,
-                                                key=m.key, value=m.value))
+                                                key=m.key, value=m.value, at=at))
+
+    def input_time(self, origin: Origin) -> datetime:
+        """The core's "now" for an input: its record's timestamp, never later than now.
+
+        Deterministic: an input read again after a crash becomes the same command, with the
+        same deadlines and bytes. (Stamping the wall clock made a re-read update a second
+        command with another ``at``: one seq with two bodies in a crash soak.) The SLA clock
+        starts when the input reached the bus, also while no worker ran.
+        """
+        now = self.clock()
+        if origin.timestamp is None:
+            return now
+        return min(datetime.fromtimestamp(origin.timestamp, UTC), now)
 
     @staticmethod
     def origin_of(event: EventT) -> Origin:

@@ -30,7 +30,8 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
             continue
         inputs.inc()
         try:
-            cmd = to_command(event.message.value, engine.origin_of(event), engine.clock())
+            origin = engine.origin_of(event)
+            cmd = to_command(event.message.value, origin, engine.input_time(origin))
         except Refused as r:
             await engine.dead_letter_event(event, r.reason, r.detail)
             continue
