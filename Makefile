@@ -26,6 +26,10 @@ bench: $(STAMP)  ## throughput and latency baseline; writes docs/benchmarks.md
 bench-crash: $(STAMP)  ## soak: SIGKILL the worker under load, check every output (tests/crashload.py)
 	$(BIN)/python -m tests.crashload --duration 300 --kill-every 20 --rate 100 $(ARGS)
 
+.PHONY: bench-scale
+bench-scale: $(STAMP)  ## open cases, RSS, changelog, restart at 100k/300k/1M; writes docs/benchmarks-scale.md
+	$(BIN)/python -m bench.scale $(ARGS)
+
 docs: $(STAMP)  ## regenerate docs/schemas/*.json and docs/lifecycle.md
 	$(BIN)/python -m engine.docgen
 

@@ -88,6 +88,13 @@ partition written in multi-record batches looks shorter than it is.
 ## Reading
 
 {reading}
+
+## Scale: open cases, memory, changelog, restart
+
+Measured by a separate harness, `python -m bench.scale` (`make bench-scale`), which writes its
+own generated page: worker RSS with up to 1,000,000 open cases, changelog bytes per command,
+local store on disk and SIGKILL restart times (local state kept and lost), next to issue 12's
+targets — [benchmarks-scale.md](benchmarks-scale.md).
 """
 
 
