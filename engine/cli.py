@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from engine.policy import Policy, PolicyError
 from engine.settings import Settings
 
 
@@ -31,15 +32,62 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from engine import worker
-
     settings = Settings.from_env(
         bootstrap=args.bootstrap, http_port=args.http_port, topology=args.topology,
         policy=args.policy, catalogue=args.catalogue, data_dir=args.data_dir,
         partitions=args.partitions, log_level=args.log_level,
     )
+    problem = _check_operator_files(settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    from engine import worker
+
     worker.run(settings)
     return 0
+
+
+def _check_operator_files(settings: Settings) -> str | None:
+    """Refuse bad operator files before starting, with one line naming the file.
+
+    A bad policy raises PolicyError (``main`` prints it); a bad topology or catalogue is
+    reported here. Each loads in milliseconds; the worker loads them again for real.
+    """
+    from engine import catalogue, topology
+
+    Policy.load(settings.policy)
+    path = settings.topology or topology.DATA
+    try:
+        units = topology.Topology.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"topology file {path}: {_file_problem(e)}"
+    path = settings.catalogue or catalogue.DATA
+    try:
+        catalogue.Catalogue.load(path).check_owners(units)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"catalogue file {path}: {_file_problem(e)}"
+    return None
+
+
+def _file_problem(e: Exception) -> str:
+    import json
+
+    from pydantic import ValidationError
+
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, OSError):
+        return f"cannot read: {e.strerror or e}"
+    if isinstance(e, KeyError):
+        return f"missing key {e}"
+    if isinstance(e, json.JSONDecodeError):  # orjson's errors are these too
+        return f"invalid JSON: {e}"
+    if isinstance(e, ValidationError):
+        errors = e.errors(include_url=False)
+        where = ".".join(str(p) for p in errors[0]["loc"])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return f"invalid {e.title}: {where}: {errors[0]['msg']}{more}"
+    return " ".join(f"{e}".split()) or type(e).__name__
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -98,7 +146,11 @@ def _simulation_flags(p: argparse.ArgumentParser, speed: float = 60.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except PolicyError as e:  # a bad --policy file: one line, no traceback
+        print(e, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
