@@ -36,7 +36,7 @@ class Record:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (a changelog delete)
     partition: int | None = None
     headers: list[tuple[str, bytes]] | None = None
 
@@ -100,6 +100,7 @@ class Engine:
         self.cases.changelog_topic = self.cases._new_changelog_topic()
         self.store = CaseStore(self.cases, settings.partitions)
         self.on_assignment: list[Any] = []  # callbacks(partitions of case.commands)
+        self.ticker: Any = None  # engine/timers.py, once registered
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
     async def _on_rebalance_complete(self, *_: Any, **__: Any) -> None:

@@ -28,6 +28,7 @@ CONSUMED_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction != 
 # the consumers with a contiguity guard: one per inbound handler, and the case writer
 GUARDED_CONSUMERS: tuple[str, ...] = (*(f"intake_{t}" for t in INPUT_TOPICS), "case_commands")
 DUPLICATE_KINDS: tuple[str, ...] = ("open", "update", "rate")
+TIMER_KINDS: tuple[str, ...] = ("warn", "due", "supervise", "resume")
 DEADLETTER_REASONS: tuple[str, ...] = get_args(DeadLetterReason)
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 CASE_STATES: tuple[str, ...] = get_args(StateName)
@@ -102,6 +103,26 @@ class Metrics:
             "zhida_offset_holes_total",
             "Records the consumer passed over, caught and re-read by seeking back",
             ["consumer"], registry=r)
+        # SLA timers (engine/core/sla.py, engine/timers.py)
+        self.timers_armed = Gauge(
+            "zhida_timers_armed", "Cases on this worker's partitions with an armed SLA timer",
+            registry=r)
+        self.timer_firings = Counter(
+            "zhida_timer_firings_total",
+            "SLA timers applied, by kind (warn: 催办, due/supervise: 督办, resume)",
+            ["kind"], registry=r)
+        self.timer_lateness = Histogram(
+            "zhida_timer_lateness_seconds",
+            "From a timer's instant to the writer applying it",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r)
+        self.timer_oldest_due = Gauge(
+            "zhida_timer_oldest_due_seconds",
+            "Age of the oldest timer due but not yet applied (0: none waiting)", registry=r)
+        self.calendar_fallback = Gauge(
+            "zhida_calendar_fallback_years",
+            "Years in the working-day calendar's range known only as weekends (no holidays)",
+            registry=r)
 
         self._start_at_zero()
         # the standard process_* and python_* series (the prometheus_client default registry
@@ -118,7 +139,8 @@ class Metrics:
                                 (self.notifications, NOTICE_KINDS),
                                 (self.cases, CASE_STATES),
                                 (self.consumer_lag, CONSUMED_TOPICS),
-                                (self.offset_holes, GUARDED_CONSUMERS)):
+                                (self.offset_holes, GUARDED_CONSUMERS),
+                                (self.timer_firings, TIMER_KINDS)):
             for value in values:
                 counter.labels(value)
 

@@ -12,12 +12,16 @@ Keys (one table, one changelog, so every record of a partition shares one ordere
 - ``f:<case>``          ``CaseFile``: what the case is about, written when it opens
 - ``h:<case>:<seq>``    the ``CaseEvent``s one command added, from ``seq`` on, written once
 - ``m:<partition>``     ``Marks``: the partition's watermark and per-state counts
+- ``p:<digest>``        a policy version some case on the partition was opened under
+- ``t:<due ms>:<case>`` the case's one armed timer (engine/core/sla.py): RocksDB keeps keys
+                        sorted, so the ticker reads what is due as a range, never a scan
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -26,6 +30,7 @@ from faust.types import TP
 from pydantic import BaseModel
 
 from engine.core.model import CaseEvent, CaseFile, CaseState
+from engine.core.sla import Timer
 
 SEQ_DIGITS = 6
 
@@ -44,6 +49,34 @@ def event_key(case_id: str, seq: int) -> bytes:
 
 def marks_key(partition: int) -> bytes:
     return f"m:{partition}".encode()
+
+
+def policy_key(digest: str) -> bytes:
+    return f"p:{digest}".encode()
+
+
+TIMER_PREFIX = b"t:"
+MS_DIGITS = 15
+
+
+def timer_key(case_id: str, at: datetime) -> bytes:
+    ms = int(at.timestamp() * 1000)
+    return f"t:{ms:0{MS_DIGITS}d}:{case_id}".encode()
+
+
+def timer_bound(now: datetime) -> bytes:
+    """The first key after every timer due at or before ``now``."""
+    ms = int(now.timestamp() * 1000)
+    return f"t:{ms:0{MS_DIGITS}d};".encode()  # ';' sorts after ':'
+
+
+def dump_timer(t: Timer) -> bytes:
+    return orjson.dumps({"kind": t.kind, "stage": t.stage, "at": t.at})
+
+
+def load_timer(raw: bytes) -> Timer:
+    d = orjson.loads(raw)
+    return Timer(d["kind"], d["stage"], datetime.fromisoformat(d["at"]))
 
 
 def dump(model: BaseModel) -> bytes:
@@ -71,16 +104,21 @@ class Marks:
 
     through: int = -1
     counts: dict[str, int] = field(default_factory=dict)
+    timers: int = 0  # cases with an armed timer
 
     def dump(self) -> bytes:
-        return orjson.dumps({"through": self.through, "counts": self.counts})
+        return orjson.dumps({"through": self.through, "counts": self.counts,
+                             "timers": self.timers})
 
     @classmethod
     def load(cls, raw: bytes | None) -> Marks:
         if raw is None:
             return cls()
         d = orjson.loads(raw)
-        return cls(through=d["through"], counts=dict(d["counts"]))
+        return cls(through=d["through"], counts=dict(d["counts"]), timers=d.get("timers", 0))
+
+    def copy(self) -> Marks:
+        return Marks(self.through, dict(self.counts), self.timers)
 
     def moved(self, before: str | None, after: str) -> None:
         if before == after:
@@ -116,21 +154,51 @@ class CaseStore:
             return store._db_for_partition(partition).get(key)
         return store.data.get(key)
 
-    def write(self, partition: int, items: Iterable[tuple[bytes, bytes]],
+    def write(self, partition: int, items: Iterable[tuple[bytes, bytes | None]],
               changelog_offset: int | None) -> None:
-        """Apply records already delivered to the changelog, then remember how far we are."""
+        """Apply records already delivered to the changelog (None deletes), then remember
+        how far we are."""
         store = self._store
         if self.rocks:
             import rocksdict
 
             batch = rocksdict.WriteBatch(raw_mode=True)
             for k, v in items:
-                batch.put(k, v)
+                if v is None:
+                    batch.delete(k)
+                else:
+                    batch.put(k, v)
             store._db_for_partition(partition).write(batch)
             if changelog_offset is not None:
                 store.set_persisted_offset(self.changelog_tp(partition), changelog_offset)
         else:
-            store.data.update(items)
+            for k, v in items:
+                if v is None:
+                    store.data.pop(k, None)
+                else:
+                    store.data[k] = v
+
+    def due_timers(self, partition: int, now: datetime, limit: int
+                   ) -> list[tuple[bytes, str, Timer]]:
+        """Timers due at or before ``now``, earliest first: (key, case id, timer)."""
+        bound = timer_bound(now)
+        out: list[tuple[bytes, str, Timer]] = []
+        if self.rocks:
+            it = self._store._db_for_partition(partition).iter()
+            it.seek(TIMER_PREFIX)
+            while it.valid() and len(out) < limit:
+                k = it.key()
+                if k >= bound:
+                    break
+                out.append((k, _timer_case(k), load_timer(it.value())))
+                it.next()
+            return out
+        keys = sorted(k for k in self._store.data
+                      if k.startswith(TIMER_PREFIX) and k < bound
+                      and self.partition(_timer_case(k)) == partition)
+        for k in keys[:limit]:
+            out.append((k, _timer_case(k), load_timer(self._store.data[k])))
+        return out
 
     # ---- typed access ----
 
@@ -164,3 +232,7 @@ class CaseStore:
 
     def partition(self, case_id: str) -> int:
         return partition_of(case_id, self.partitions)
+
+
+def _timer_case(key: bytes) -> str:
+    return key.decode().split(":", 2)[2]

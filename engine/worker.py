@@ -6,12 +6,14 @@ import asyncio
 
 import faust
 
-from engine import logs, web
+from engine import logs, timers, web
 from engine.admin import ensure_topics
 from engine.app import Engine
 from engine.core import World
 from engine.health import Health
 from engine.settings import Settings
+
+log = logs.get("zhida.worker")
 
 
 def build(settings: Settings) -> Engine:
@@ -24,7 +26,15 @@ def build(settings: Settings) -> Engine:
 
     engine = Engine(settings, world)
     register_all(engine)
+    timers.register(engine)
     web.register(engine, Health.install(engine))
+    uncovered = sorted(world.uncovered_years())
+    engine.metrics.calendar_fallback.set(len(uncovered))
+    if uncovered and world.policy.clock == "workdays":
+        log.warning("calendar_fallback", years=uncovered,
+                    detail="no holiday data: weekends only; list the announced days in the "
+                    "policy's [calendar.years.<year>] (docs/policy.md)")
+    log.info("policy", digest=world.policy.digest, clock=world.policy.clock)
     return engine
 
 

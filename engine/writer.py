@@ -49,16 +49,23 @@ from engine.core import (
     decide,
     file_after,
     react,
+    sla,
 )
+from engine.core.model import Expire
 from engine.guard import ContiguityGuard
+from engine.policy import Policy
 from engine.store import (
+    TIMER_PREFIX,
     Marks,
     dump,
     dump_events,
+    dump_timer,
     event_key,
     file_key,
     marks_key,
+    policy_key,
     state_key,
+    timer_key,
 )
 
 log = logs.get("zhida.writer")
@@ -72,14 +79,15 @@ class _Batch:
     """Everything one batch will write, grouped by phase."""
 
     outputs: list[Record] = field(default_factory=list)
-    derived: dict[int, dict[bytes, bytes]] = field(default_factory=dict)  # partition → records
-    states: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
+    # partition → records (None: delete)
+    derived: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    states: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     marks: dict[int, Marks] = field(default_factory=dict)
     counted: list[tuple[Command, CaseState | None, CaseState, Accepted]] = field(
         default_factory=list)
 
-    def put(self, phase: dict[int, dict[bytes, bytes]], partition: int, key: bytes,
-            value: bytes) -> None:
+    def put(self, phase: dict[int, dict[bytes, bytes | None]], partition: int, key: bytes,
+            value: bytes | None) -> None:
         phase.setdefault(partition, {})[key] = value
 
 
@@ -93,6 +101,7 @@ class CaseWriter:
         self._marks: dict[int, Marks] = {}
         self._states: dict[str, CaseState | None] = {}
         self._files: dict[str, CaseFile] = {}
+        self._policies_kept: set[tuple[int, str]] = set()
 
     # ---- marks: the partition's durable watermark and counts ----
 
@@ -105,6 +114,7 @@ class CaseWriter:
     def on_assignment(self, partitions: Sequence[int]) -> dict[str, int]:
         """Forget cached marks (another worker may have moved them); return open counts."""
         self._marks.clear()
+        self._policies_kept.clear()
         totals: dict[str, int] = {}
         for p in partitions:
             for state, n in self.marks(p).counts.items():
@@ -134,8 +144,7 @@ class CaseWriter:
         m = event.message
         p, offset = m.partition, m.offset
         if p not in batch.marks:  # a copy: the cache changes only once the batch is written
-            cached = self.marks(p)
-            batch.marks[p] = Marks(cached.through, dict(cached.counts))
+            batch.marks[p] = self.marks(p).copy()
         marks = batch.marks[p]
         fresh = offset > marks.through  # not yet folded into the derived figures
         marks.through = max(marks.through, offset)
@@ -150,6 +159,8 @@ class CaseWriter:
         if state is not None and offset <= state.through:
             metrics.replays.inc()  # applied before a crash, outputs delivered then
             return
+        if state is not None:
+            self._know_policy(state.policy, p)
         try:
             decision = decide(state, cmd, engine.world)
             if isinstance(decision, Accepted):
@@ -172,6 +183,20 @@ class CaseWriter:
             if state is None:
                 batch.put(batch.derived, p, file_key(cmd.case_id), dump(file))
                 self._files[cmd.case_id] = file
+                self._keep_policy(batch, new.policy, p)
+            before_t, after_t = (sla.next_timer(state) if state else None), sla.next_timer(new)
+            if before_t != after_t:  # the index follows the state (derived: phase 1)
+                if before_t is not None:
+                    batch.put(batch.derived, p, timer_key(cmd.case_id, before_t.at), None)
+                if after_t is not None:
+                    batch.put(batch.derived, p, timer_key(cmd.case_id, after_t.at),
+                              dump_timer(after_t))
+                if fresh:
+                    marks.timers += (after_t is not None) - (before_t is not None)
+            if isinstance(cmd.body, Expire) and fresh:
+                metrics.timer_firings.labels(cmd.body.timer).inc()
+                lateness = (engine.clock() - cmd.body.instant).total_seconds()
+                metrics.timer_lateness.observe(max(lateness, 0.0))
             batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
             self._states[cmd.case_id] = new
             if fresh:
@@ -182,9 +207,36 @@ class CaseWriter:
             metrics.duplicates.labels(cmd.body.kind).inc()
         elif isinstance(decision, Ignored):
             metrics.ignored.inc()
+            body = cmd.body
+            if isinstance(body, Expire):  # a stale index entry: drop it, it fired its last
+                current = sla.next_timer(state) if state else None
+                if current is None or current.at != body.instant:
+                    batch.put(batch.derived, p, timer_key(cmd.case_id, body.instant), None)
         else:
             batch.outputs.append(engine.dead_letter_origin_record(
                 cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    def _know_policy(self, digest: str, partition: int) -> None:
+        """Load the policy version a case was opened under, if this worker lacks it."""
+        world = self.engine.world
+        if world.knows(digest):
+            return
+        raw = self.store.get(partition, policy_key(digest))
+        if raw is None:  # cannot happen unless the store was tampered with: say so loudly
+            log.error("policy_version_missing", digest=digest, partition=partition)
+            world.policies[digest] = world.policy
+            return
+        world.policies[digest] = Policy.restore(raw)
+        log.info("policy_version_loaded", digest=digest)
+
+    def _keep_policy(self, batch: _Batch, digest: str, partition: int) -> None:
+        """Store the policy version of a new case once per partition, by digest."""
+        if (partition, digest) in self._policies_kept:
+            return
+        if self.store.get(partition, policy_key(digest)) is None:
+            batch.put(batch.derived, partition, policy_key(digest),
+                      self.engine.world.policy_for(digest).dump())
+        self._policies_kept.add((partition, digest))
 
     def _state(self, case_id: str, partition: int) -> CaseState | None:
         if case_id in self._states:
@@ -212,9 +264,16 @@ class CaseWriter:
                        if e is not None), default=None)
             self.store.write(p, items, end)
         self._marks.update(batch.marks)
+        ticker = engine.ticker
+        if ticker is not None:
+            for items in batch.derived.values():
+                for k, v in items.items():
+                    if v is None and k.startswith(TIMER_PREFIX):
+                        ticker.cleared(k)
         for cmd, before, after, decision in batch.counted:
             engine.count_case(cmd, before, after, decision)
         engine.set_case_gauges(self._open_counts())
+        engine.metrics.timers_armed.set(sum(m.timers for m in self._marks.values()))
 
     def _open_counts(self) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -254,6 +313,7 @@ class CaseWriter:
             return ends
 
 
-def _changelog_records(topic: str, phase: dict[int, dict[bytes, bytes]]) -> list[Record]:
+def _changelog_records(topic: str, phase: dict[int, dict[bytes, bytes | None]]
+                       ) -> list[Record]:
     return [Record(topic, k, v, p) for p, items in phase.items() for k, v in items.items()]
 

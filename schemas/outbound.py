@@ -38,6 +38,7 @@ class DispatchOrder(Out):
     priority: Priority | None = None
     location: dict[str, Any] | None = None
     role: Literal["handler", "assist"] = "handler"
+    late_unit: str | None = None  # kind=supervision: the unit that missed the deadline
     source: Literal["complaint", "sensed"] | None = None
     citizen: dict[str, Any] | None = None
     issued_at: Time
@@ -66,6 +67,10 @@ class CaseEventMessage(Out):
     reason: str | None = None
     assist_units: list[str] | None = None
     first_responsible: bool | None = None
+    late_unit: str | None = None  # warned/escalated: who is (about to be) late
+    supervisor: str | None = None  # escalated: the unit supervising now (督办)
+    supervise_due: Time | None = None  # escalated: the supervisor's deadline
+    top: bool | None = None  # escalated: the breach reached the city centre
 
 
 class CitizenNotification(Out):

@@ -53,9 +53,10 @@ def rate_cmd(rating: str, case_id: str = "c1", *, at: datetime | None = None,
     return Command(case_id=case_id, at=at or T0, body=ApplyRating(feedback=f))
 
 
-def expire_cmd(stage: str, due: datetime, case_id: str = "c1", at: datetime | None = None
-               ) -> Command:
-    return Command(case_id=case_id, at=at or due, body=Expire(stage=stage, due=due))
+def expire_cmd(stage: str, due: datetime, case_id: str = "c1", at: datetime | None = None,
+               timer: str = "due") -> Command:
+    return Command(case_id=case_id, at=at or due,
+                   body=Expire(timer=timer, stage=stage, instant=due))
 
 
 # Polling intervals of the condition waits (each loop also has a deadline): never a

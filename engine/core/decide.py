@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from engine.core import sla
 from engine.core.model import (
     APPLIED_KEYS_KEPT,
     ApplyRating,
@@ -71,7 +72,7 @@ def decide(state: CaseState | None, cmd: Command, world: World) -> Decision:
         return _update(state, cmd, body, world)
     if isinstance(body, ApplyRating):
         return _rate(state, cmd, body, world)
-    return _expire(state, cmd, body)
+    return _expire(state, cmd, body, world)
 
 
 # ---- helpers ----
@@ -102,8 +103,10 @@ class _Events:
         return Accepted(self.items)
 
 
-def _due(world: World, category: str, priority: str, stage: Stage, at: datetime) -> datetime:
-    return at + world.policy.deadline(category, priority, stage)
+def _stage(world: World, s: CaseState, stage: Stage, at: datetime) -> dict[str, Any]:
+    """The fields of an event that starts ``stage`` at ``at`` under the case's policy."""
+    d = sla.deadline(world, s.policy, s.source, s.category, s.priority, stage, at)
+    return {"stage": stage, "due": d.due, "warn_at": d.warn_at}
 
 
 def _roles(state: CaseState, actor: str, world: World) -> set[Role]:
@@ -140,12 +143,15 @@ def _open(cmd: Command, body: OpenCase, world: World) -> Decision:
     except UnknownUnit as e:
         return Rejected("unknown_unit", f"location unit {e.args[0]!r} is not in the topology")
     ev = _Events(cmd.case_id, None, cmd.at)
-    ev.add("created", "received", placement.unit, opened=body)
-    due = _due(world, body.category, body.priority, "ack", cmd.at)
+    digest = world.policy.digest  # frozen on the case: a new policy file applies to new cases
+    ev.add("created", "received", placement.unit, opened=body, policy=digest)
+    stage: Stage = "triage" if placement.triage else "ack"
+    d = sla.deadline(world, digest, body.source, body.category, body.priority, stage, cmd.at)
+    fields = {"stage": stage, "due": d.due, "warn_at": d.warn_at}
     if placement.triage:
-        ev.add("triaged", "triage", placement.unit, stage="ack", due=due)
+        ev.add("triaged", "triage", placement.unit, **fields)
     else:
-        ev.add("dispatched", "dispatched", placement.unit, stage="ack", due=due)
+        ev.add("dispatched", "dispatched", placement.unit, **fields)
     return ev.done()
 
 
@@ -190,15 +196,15 @@ class _Act:
     world: World
     ev: _Events
 
-    def due(self, stage: Stage) -> datetime:
-        return _due(self.world, self.state.category, self.state.priority, stage, self.cmd.at)
+    def stage(self, stage: Stage) -> dict[str, Any]:
+        return _stage(self.world, self.state, stage, self.cmd.at)
 
 
 def _ack(x: _Act) -> Decision:
     # in triage the city centre signs for the case itself
     unit = x.u.actor if x.state.state == "triage" else x.state.unit
-    return x.ev.add("acknowledged", "acknowledged", unit, actor=x.u.actor, stage="resolve",
-                    due=x.due("resolve")).done()
+    return x.ev.add("acknowledged", "acknowledged", unit, actor=x.u.actor,
+                    **x.stage("resolve")).done()
 
 
 def _progress(x: _Act) -> Decision:
@@ -219,8 +225,7 @@ def _return(x: _Act) -> Decision:
                         f"{s.unit} must handle it itself (首接负责)")
     x.ev.returns = s.returns + 1
     return x.ev.add("returned", "dispatched", parent, actor=x.u.actor, reason=x.u.reason,
-                    stage="ack", due=x.due("ack"),
-                    first_responsible=x.ev.returns >= cap).done()
+                    first_responsible=x.ev.returns >= cap, **x.stage("ack")).done()
 
 
 def _assign(x: _Act) -> Decision:
@@ -236,8 +241,8 @@ def _assign(x: _Act) -> Decision:
                         f"(首接负责, returned {s.returns} times)")
     if target == s.unit:
         return Rejected("invalid_transition", f"case is already held by {target}")
-    return x.ev.add("assigned", "dispatched", target, actor=u.actor, stage="ack",
-                    due=x.due("ack"), note=u.note).done()
+    return x.ev.add("assigned", "dispatched", target, actor=u.actor, note=u.note,
+                    **x.stage("ack")).done()
 
 
 def _assist(x: _Act) -> Decision:
@@ -264,16 +269,25 @@ def _suspend(x: _Act) -> Decision:
 
 
 def _resume(x: _Act) -> Decision:
-    """Back to the state before suspension; the deadline moves by the length of the pause."""
-    s = x.state
-    due = s.due + _open_pause_length(s, x.cmd.at) if s.due else None
-    return x.ev.add("resumed", s.resume_to or "acknowledged", s.unit, actor=x.u.actor,
-                    stage=s.stage, due=due).done()
+    """Back to the state before suspension; its deadlines move by the working time paused."""
+    return _resumed(x.state, x.ev, x.world, x.cmd.at, actor=x.u.actor).done()
+
+
+def _resumed(s: CaseState, ev: _Events, world: World, at: datetime, actor: str | None
+             ) -> _Events:
+    start = s.pause.start if s.pause else at
+
+    def move(t: datetime | None) -> datetime | None:
+        return sla.shifted(world, s, t, start, at)
+
+    return ev.add("resumed", s.resume_to or "acknowledged", s.unit, actor=actor,
+                  stage=s.stage, due=move(s.due), warn_at=move(s.warn_at),
+                  supervisor=s.supervisor, supervise_due=move(s.supervise_due))
 
 
 def _resolve(x: _Act) -> Decision:
     return x.ev.add("resolved", "resolved", x.state.unit, actor=x.u.actor, note=x.u.note,
-                    stage="feedback", due=x.due("feedback")).done()
+                    **x.stage("feedback")).done()
 
 
 def _verify(x: _Act) -> Decision:
@@ -289,10 +303,6 @@ UPDATE_RULES: dict[str, Callable[[_Act], Decision]] = {
 }
 
 
-def _open_pause_length(state: CaseState, now: datetime) -> timedelta:
-    return now - state.pause.start if state.pause else timedelta(0)
-
-
 # ---- citizen ratings and deadlines ----
 
 
@@ -306,21 +316,37 @@ def _rate(state: CaseState, cmd: Command, body: ApplyRating, world: World) -> De
         return ev.add("closed", "closed", state.unit, outcome=rating).done()
     # 不满意: back to the same unit, supervision raised one level, a fresh ack deadline
     ev.escalation_level = state.escalation_level + 1
-    due = _due(world, state.category, state.priority, "ack", cmd.at)
-    return ev.add("reopened", "dispatched", state.unit, rating=rating, stage="ack",
-                  due=due).done()
+    return ev.add("reopened", "dispatched", state.unit, rating=rating,
+                  **_stage(world, state, "ack", cmd.at)).done()
 
 
-def _expire(state: CaseState, cmd: Command, body: Expire) -> Decision:
-    if state.stage != body.stage or state.due != body.due or state.state == "closed":
-        return Ignored(f"deadline {body.stage}@{body.due.isoformat()} no longer armed")
-    if body.stage == "feedback" and state.source == "complaint" and state.state == "resolved":
-        ev = _Events(state.case_id, state, cmd.at)
-        return ev.add("closed", "closed", state.unit, outcome="unrated").done()
-    return Ignored(f"stage {body.stage} expiry is handled by the SLA work")
+def _expire(state: CaseState, cmd: Command, body: Expire, world: World) -> Decision:
+    """A timer fell due: remind, escalate a level, close unrated or resume (core/sla.py)."""
+    t = sla.armed(state, cmd)
+    if t is None:
+        return Ignored(f"timer {body.timer} {body.stage}@{body.instant.isoformat()} "
+                       "is no longer armed")
+    s = state
+    ev = _Events(s.case_id, s, cmd.at)
+    if t.kind == "resume":
+        return _resumed(s, ev, world, t.at, actor=None).done()
+    if t.kind == "warn":  # 催办
+        return ev.add("warned", s.state, s.unit, stage=s.stage, due=s.due,
+                      late_unit=sla.late_unit(s, world)).done()
+    if t.kind == "due" and s.stage == "feedback" and s.source == "complaint":
+        return ev.add("closed", "closed", s.unit, outcome="unrated").done()
+    # 督办: the stage's due (or the supervisor's) has passed, one level up
+    late = sla.late_unit(s, world) if t.kind == "due" else (s.supervisor or s.unit)
+    ev.escalation_level = s.escalation_level + 1
+    return ev.add("escalated", s.state, s.unit, stage=s.stage, due=s.due,
+                  **sla.escalation(s, world, late, t.at)).done()
 
 
 # ---- evolve ----
+
+
+STAGE_STARTS = frozenset({"dispatched", "triaged", "acknowledged", "returned", "assigned",
+                          "resolved", "reopened"})
 
 
 def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
@@ -330,16 +356,16 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
         return CaseState(
             case_id=e.case_id, source=o.source, state="received", category=o.category,
             priority=o.priority, unit=e.unit, seq=e.seq, updated_at=e.at,
+            policy=e.policy or "",
         )
     assert state is not None, f"{e.type} before created"
     changes: dict[str, Any] = {
         "state": e.state, "unit": e.unit, "seq": e.seq, "updated_at": e.at,
         "escalation_level": e.escalation_level, "returns": e.returns,
     }
-    if e.stage is not None or e.type in ("closed",):
-        changes["stage"] = e.stage
-    if e.type != "suspended":
-        changes["due"] = e.due if e.type != "progress" else state.due
+    if e.type in STAGE_STARTS:  # a new stage: its own deadline, no supervision yet
+        changes.update(stage=e.stage, due=e.due, warn_at=e.warn_at, supervisor=None,
+                       supervise_due=None, top=False)
     if e.unit != state.unit:
         changes["co_handlers"] = ()
     if e.first_responsible:
@@ -351,14 +377,19 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
             changes["resume_to"] = state.state
             changes["pause"] = Pause(start=e.at, reason=e.reason, until=e.until)
         case "resumed":
-            changes["pause"] = None
-            changes["resume_to"] = None
+            changes.update(pause=None, resume_to=None, due=e.due, warn_at=e.warn_at,
+                           supervise_due=e.supervise_due)
+        case "warned":
+            changes["warn_at"] = None
+        case "escalated":
+            changes.update(warn_at=None, supervisor=e.supervisor,
+                           supervise_due=e.supervise_due, top=bool(e.top))
         case "reopened":
             changes["reopened"] = state.reopened + 1
             changes["outcome"] = None
         case "closed":
-            changes["outcome"] = e.outcome
-            changes["due"] = None
+            changes.update(outcome=e.outcome, stage=None, due=None, warn_at=None,
+                           supervisor=None, supervise_due=None)
     return state.model_copy(update=changes)
 
 
@@ -373,8 +404,11 @@ def file_after(file: CaseFile | None, events: list[CaseEvent]) -> CaseFile:
 
 
 def apply(state: CaseState | None, cmd: Command, events: list[CaseEvent]) -> CaseState:
-    """Fold a command's events and remember its idempotency key."""
+    """Fold a command's events and remember its idempotency key (not a timer's: a firing
+    is applied only while armed, and the keys kept are for inputs clients may repeat)."""
     for e in events:
         state = evolve(state, e)
     assert state is not None
+    if isinstance(cmd.body, Expire):
+        return state
     return state.model_copy(update={"applied": (*state.applied, cmd.key)[-APPLIED_KEYS_KEPT:]})

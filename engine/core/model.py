@@ -27,7 +27,8 @@ EventType = Literal[
     "assisted", "suspended", "resumed", "resolved", "verified", "rated", "reopened", "closed",
     "merged", "warned", "escalated",
 ]
-Stage = Literal["ack", "resolve", "feedback"]
+Stage = Literal["triage", "ack", "resolve", "feedback"]
+TimerKind = Literal["warn", "due", "supervise", "resume"]
 APPLIED_KEYS_KEPT = 16  # client retries repeat recent keys; replays are caught by ``through``
 SUMMARY_CHARS = 280
 
@@ -91,11 +92,17 @@ class ApplyRating(Frozen):
 
 
 class Expire(Frozen):
-    """A stage deadline fired (the SLA work will produce these from a durable timer table)."""
+    """A timer of the case fell due (engine/timers.py fires it from the durable index).
+
+    ``instant`` is the moment the timer was armed for; the writer applies it only while the
+    case still has exactly that timer armed (engine/core/sla.py), so a stale or repeated
+    firing is ignored.
+    """
 
     kind: Literal["expire"] = "expire"
-    stage: Stage
-    due: datetime
+    timer: TimerKind
+    stage: Stage | None
+    instant: datetime
 
 
 Body = Annotated[OpenCase | ApplyUpdate | ApplyRating | Expire, Field(discriminator="kind")]
@@ -116,7 +123,7 @@ class Command(Frozen):
             return f"update:{b.update.update_id}"
         if isinstance(b, ApplyRating):
             return f"feedback:{b.feedback.feedback_id}"
-        return f"expire:{b.stage}:{b.due.isoformat()}"
+        return f"expire:{b.timer}:{b.stage}:{b.instant.isoformat()}"
 
 
 # ---- events and state ----
@@ -141,6 +148,12 @@ class CaseEvent(Frozen):
     assist_units: tuple[str, ...] | None = None
     first_responsible: bool | None = None
     until: datetime | None = None
+    warn_at: datetime | None = None  # the stage's reminder point (on events that start one)
+    late_unit: str | None = None  # on ``escalated``: the unit that missed the deadline
+    supervisor: str | None = None  # on ``escalated``: the unit now supervising (督办)
+    supervise_due: datetime | None = None  # on ``escalated``: the supervisor's deadline
+    top: bool | None = None  # on ``escalated``: the breach reached the city; nothing higher
+    policy: str | None = None  # on ``created``: the digest of the policy frozen on the case
     opened: OpenCase | None = None  # only on ``created``: what evolve builds the case from
 
 
@@ -186,6 +199,13 @@ class CaseState(Frozen):
     outcome: Outcome | None = None
     resume_to: StateName | None = None
     pause: Pause | None = None
+    # SLA (engine/core/sla.py): the policy version frozen at creation, the stage's reminder
+    # point until it fires, and the supervision ladder once the stage is late
+    policy: str = ""
+    warn_at: datetime | None = None
+    supervisor: str | None = None
+    supervise_due: datetime | None = None
+    top: bool = False
     applied: tuple[str, ...] = ()
     # offset on the command partition of the last command applied: a replayed command at or
     # below it is already in this state (the writer's crash recovery, engine/writer.py)

@@ -45,6 +45,10 @@ def react(case: CaseState, file: CaseFile, events: list[CaseEvent], topology: To
         out.append(_event_message(case, e))
         if e.type in HOLDER_CHANGES:
             out.append(_order(case, file, e, e.unit, "handler", topology))
+        elif e.type == "warned" and e.late_unit:  # 催办: to whoever must act now
+            out.append(_order(case, file, e, e.late_unit, "handler", topology, "reminder"))
+        elif e.type == "escalated" and e.supervisor:  # 督办: to the level above the late unit
+            out.append(_order(case, file, e, e.supervisor, "handler", topology, "supervision"))
         elif e.type == "assisted":
             out.extend(_order(case, file, e, u, "assist", topology)
                        for u in e.assist_units or ())
@@ -61,25 +65,28 @@ def _event_message(case: CaseState, e: CaseEvent) -> Output:
         escalation_level=e.escalation_level, returns=e.returns, outcome=e.outcome,
         rating=e.rating, reason=e.reason,
         assist_units=list(e.assist_units) if e.assist_units else None,
-        first_responsible=e.first_responsible,
+        first_responsible=e.first_responsible, late_unit=e.late_unit, supervisor=e.supervisor,
+        supervise_due=e.supervise_due, top=e.top,
     )
     return Output("case_events", case.case_id, msg, msg.event_id, f"zhida.case.{e.type}")
 
 
 def _order(case: CaseState, file: CaseFile, e: CaseEvent, target: str, role: str,
-           topology: Topology) -> Output:
-    order_id = f"{case.case_id}/{e.seq}/case/{target}"
+           topology: Topology, kind: str = "case") -> Output:
+    order_id = f"{case.case_id}/{e.seq}/{kind}/{target}"
     citizen = None
-    if case.source == "complaint" and file.complainants and file.complainants[0].citizen:
+    if (kind == "case" and case.source == "complaint" and file.complainants
+            and file.complainants[0].citizen):
         citizen = file.complainants[0].citizen.model_dump(exclude_none=True)
     order = DispatchOrder(
-        order_id=order_id, kind="case", target=target, case_id=case.case_id,
-        stage=e.stage or "ack", due=e.due, escalation_level=e.escalation_level,
+        order_id=order_id, kind=kind, target=target, case_id=case.case_id,
+        stage=e.stage or "ack", due=e.supervise_due if kind == "supervision" else e.due,
+        escalation_level=e.escalation_level,
         summary=file.summary[:SUMMARY_CHARS], category=case.category, priority=case.priority,
         location=file.location, role=role, source=case.source, citizen=citizen,
-        issued_at=e.at,
+        late_unit=e.late_unit if kind == "supervision" else None, issued_at=e.at,
     )
-    return Output("dispatch", target, order, order_id, "zhida.dispatch.case",
+    return Output("dispatch", target, order, order_id, f"zhida.dispatch.{kind}",
                   district=topology.dispatch_key(target))
 
 

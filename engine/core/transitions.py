@@ -64,5 +64,16 @@ TRANSITIONS: dict[str, Transition] = {
            note="satisfied/basically_satisfied close it; unsatisfied reopens it, supervision +1"),
         _t("expire_feedback", "resolved", "engine", "closed", "closed", case_sources="complaint",
            note="no rating in time: closed as unrated, never satisfied by default"),
+        _t("expire_warn", "triage dispatched acknowledged resolved", "engine", "same",
+           "warned", note="催办 at the policy's warn_fraction of the stage: a reminder order "
+           "to the holder (a sensed case's verifier); not for a complaint's feedback"),
+        _t("expire_due", "triage dispatched acknowledged resolved", "engine", "same",
+           "escalated", note="督办: the stage is late: a supervision order to the late unit's "
+           "parent, escalation_level + 1, the policy's supervise deadline; at the city: top"),
+        _t("expire_supervise", "triage dispatched acknowledged resolved", "engine", "same",
+           "escalated", note="the supervisor's deadline passed too: one more level up, to the "
+           "city centre; the stage's completion ends the supervision"),
+        _t("expire_resume", "suspended", "engine", "previous", "resumed",
+           note="a suspension with until resumes itself then; deadlines move by the pause"),
     ]
 }

@@ -1,23 +1,56 @@
-"""The read-only facts the core decides with: topology, catalogue, policy."""
+"""The read-only facts the core decides with: topology, catalogue, policy, working time."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 from engine.catalogue import Catalogue
+from engine.core.calendar import WorkingTime, build_calendar
 from engine.policy import Policy
 from engine.topology import Topology
+
+CLOCKS = ("24x7", "workdays")
 
 
 @dataclass(frozen=True)
 class World:
     topology: Topology
     catalogue: Catalogue
-    policy: Policy
+    policy: Policy  # the file in force: frozen on every case opened from now on
+    calendars: dict[str, WorkingTime] = field(default_factory=dict)
+    # every policy version a running case was opened under, by digest (engine/writer.py
+    # loads them from the store; a restart with a new file never rewrites running cases)
+    policies: dict[str, Policy] = field(default_factory=dict)
 
     @classmethod
     def load(cls, topology: str | None = None, catalogue: str | None = None,
-             policy: str | None = None) -> World:
-        world = cls(Topology.load(topology), Catalogue.load(catalogue), Policy.load(policy))
+             policy: str | None = None, today: date | None = None) -> World:
+        p = Policy.load(policy)
+        world = cls(Topology.load(topology), Catalogue.load(catalogue), p,
+                    calendars_for(p, today or datetime.now(UTC).date()))
         world.catalogue.check_owners(world.topology)
         return world
+
+    def policy_for(self, digest: str) -> Policy:
+        """The policy frozen on a case; KeyError if its version was not loaded first."""
+        if not digest or digest == self.policy.digest:
+            return self.policy
+        return self.policies[digest]
+
+    def knows(self, digest: str) -> bool:
+        return not digest or digest == self.policy.digest or digest in self.policies
+
+    def clock(self, policy: Policy) -> WorkingTime:
+        return self.calendars[policy.clock]
+
+    def uncovered_years(self) -> frozenset[int]:
+        """Years the working-day calendar only knows as weekends (no holiday data)."""
+        return getattr(self.calendars.get("workdays"), "uncovered_years", frozenset())
+
+
+def calendars_for(policy: Policy, today: date) -> dict[str, WorkingTime]:
+    """Both clocks, built from the file in force: holidays are facts, not frozen policy."""
+    c = policy.calendar
+    return {kind: build_calendar(kind, tz=c.timezone, office_hours=c.office_hours,
+                                 years=c.years, today=today) for kind in CLOCKS}

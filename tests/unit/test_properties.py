@@ -18,6 +18,7 @@ from engine.core import (
 )
 from engine.core.decide import evolve
 from engine.core.model import CaseState
+from engine.core.sla import next_timer
 from tests.helpers import T0, expire_cmd, open_cmd, rate_cmd, update_cmd
 
 W = World.load()
@@ -43,8 +44,11 @@ def command(kind, action, actor, other, n, state, i):
     uid = f"u{n}" if n < 2 else f"u-{i}"  # some repeated idempotency keys
     if kind == "rate":
         return rate_cmd(action, at=at, feedback_id=uid)
-    if kind == "expire":
-        return expire_cmd("feedback", state.due if state and state.due else at, at=at)
+    if kind == "expire":  # the case's armed timer, or a stale one
+        t = next_timer(state) if state else None
+        if t is None or n == 3:
+            return expire_cmd("feedback", state.due if state and state.due else at, at=at)
+        return expire_cmd(t.stage, t.at, at=max(at, t.at), timer=t.kind)
     if actor == "@holder":
         actor = state.unit
     elif actor == "@parent":
@@ -86,6 +90,14 @@ def test_invariants(source: str, location: dict, steps: list) -> None:
         assert [e.seq for e in d.events] == list(range(before.seq + 1,
                                                        before.seq + 1 + len(d.events)))
         state = apply(state, cmd, d.events)
+        if kind == "expire":  # the ladder: a firing applies once; a paused clock escalates nothing
+            assert isinstance(decide(state, cmd, W), Ignored)
+            if before.state == "suspended":
+                assert [e.type for e in d.events] == ["resumed"]
+            for e in d.events:
+                if e.type == "escalated":
+                    assert e.escalation_level == before.escalation_level + 1
+                    assert e.top or e.supervisor in W.topology
         history.extend(d.events)
         assert state.state in STATES and state.state == d.events[-1].state
         assert state.unit in W.topology

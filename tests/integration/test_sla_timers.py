@@ -1,0 +1,181 @@
+"""SLA timers on the real broker with a second-scale policy: each reminder and escalation once.
+
+Own broker and workers (the workers are killed and rebalanced). The policy: ack in 6 s,
+reminder at half of it, supervision 4 s per level: warned at +3 s, escalated to the district
+at +6 s, to the city at +10 s, the city's own breach recorded at +14 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from engine.admin import ensure_topics
+from engine.broker import EmbeddedBroker, free_port
+from engine.ids import case_id_for
+from engine.settings import Settings
+from tests.integration.conftest import NAMES, TOPO, Collector, Worker
+
+pytestmark = pytest.mark.integration
+
+STREET, DISTRICT, CITY = "500103001", "500103", "500000"
+POLICY = """
+[policy]
+warn_fraction = 0.5
+clock = "24x7"
+[stages.normal]
+triage = "PT6S"
+ack = "PT6S"
+resolve = "PT6S"
+feedback = "PT6S"
+supervise = "PT4S"
+[stages.urgent]
+triage = "PT6S"
+ack = "PT6S"
+resolve = "PT6S"
+feedback = "PT6S"
+supervise = "PT4S"
+"""
+LADDER = timedelta(seconds=14)  # from dispatch to the top breach
+
+
+@pytest.fixture(scope="module")
+def sla_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker(log_path=tmp_path_factory.mktemp("sla") / "broker.log").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    f = tmp_path_factory.mktemp("sla-policy") / "policy.toml"
+    f.write_text(POLICY, encoding="utf-8")
+    return f
+
+
+def new_worker(broker: EmbeddedBroker, policy: Path, tmp: Path, name: str) -> Worker:
+    d = tmp / name
+    d.mkdir(parents=True, exist_ok=True)
+    return Worker(broker.bootstrap, free_port(), d / "data", d / "worker.log",
+                  env={"ZHIDA_POLICY": str(policy)})
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def out(sla_broker: EmbeddedBroker) -> AsyncIterator[Collector]:
+    # the contract's topics first (a worker would create them too), then read them from 0
+    await ensure_topics(Settings(bootstrap=sla_broker.bootstrap), TOPO.districts)
+    c = Collector(sla_broker.bootstrap)
+    await c.start()
+    yield c
+    await c.stop()
+
+
+async def open_cases(out: Collector, n: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        cid = f"sla-{uuid.uuid4().hex[:10]}"
+        await out.send(NAMES.complaints, {
+            "complaint_id": cid, "channel": "hotline", "category": "road_damage",
+            "description": "路面塌陷", "location": {"unit": STREET},
+            "reported_at": datetime.now(UTC).isoformat()}, key=cid)
+        ids.append(case_id_for("complaint", cid))
+    await out.wait_for(lambda: all(out.where(NAMES.case_events, case_id=c, type="dispatched")
+                                   for c in ids), timeout=30)
+    return ids
+
+
+def ladder_of(out: Collector, case_id: str) -> list[dict[str, Any]]:
+    """The case's distinct events (copies with one event_id counted once)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in out.where(NAMES.case_events, case_id=case_id):
+        seen.setdefault(r.value["event_id"], r.value)
+    return sorted(seen.values(), key=lambda e: e["seq"])
+
+
+def reached_top(out: Collector, ids: list[str]) -> bool:
+    return all(any(e.get("top") for e in ladder_of(out, c)) for c in ids)
+
+
+def assert_ladder_once(out: Collector, case_id: str) -> None:
+    events = ladder_of(out, case_id)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "seq gap"
+    kinds = [(e["type"], e.get("escalation_level")) for e in events
+             if e["type"] in ("warned", "escalated")]
+    assert kinds == [("warned", 0), ("escalated", 1), ("escalated", 2), ("escalated", 3)], kinds
+    esc = [e for e in events if e["type"] == "escalated"]
+    assert [(e["late_unit"], e.get("supervisor")) for e in esc] == [
+        (STREET, DISTRICT), (DISTRICT, CITY), (CITY, None)]
+    orders = Counter((r.value["kind"], r.value["target"], r.value["order_id"])
+                     for r in out.records if r.topic.startswith(NAMES.prefix + "dispatch.")
+                     and r.value.get("case_id") == case_id)
+    distinct = Counter((k, t) for k, t, _ in orders)
+    assert distinct == Counter({("case", STREET): 1, ("reminder", STREET): 1,
+                                ("supervision", DISTRICT): 1, ("supervision", CITY): 1})
+
+
+async def wait_past(out: Collector, instant: datetime, timeout: float) -> None:
+    """Wait until wall time is past ``instant`` (the condition is the clock itself)."""
+    await out.wait_for(lambda: datetime.now(UTC) > instant, timeout=timeout)
+
+
+async def test_reminder_then_district_then_city_each_once(
+        sla_broker: EmbeddedBroker, policy_file: Path, tmp_path: Path, out: Collector) -> None:
+    w = new_worker(sla_broker, policy_file, tmp_path, "w").start()
+    try:
+        ids = await open_cases(out, 5)
+        held = ids.pop()  # suspended at once: its clock stops, nothing escalates
+        await out.send(NAMES.unit_updates, {
+            "update_id": uuid.uuid4().hex, "actor": STREET, "action": "suspend",
+            "case_id": held, "reason": "等待审批", "at": datetime.now(UTC).isoformat(),
+            "until": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, key=held)
+        await out.wait_for(lambda: reached_top(out, ids), timeout=40)
+        for c in ids:
+            assert_ladder_once(out, c)
+        assert [e["type"] for e in ladder_of(out, held)] == ["created", "dispatched",
+                                                              "suspended"]
+        assert w.metric("zhida_timer_firings_total", kind="supervise") >= 2 * len(ids)
+    finally:
+        w.stop()
+
+
+async def test_deadlines_passed_while_killed_fire_once_on_recovery(
+        sla_broker: EmbeddedBroker, policy_file: Path, tmp_path: Path, out: Collector) -> None:
+    w = new_worker(sla_broker, policy_file, tmp_path, "w").start()
+    try:
+        ids = await open_cases(out, 5)
+        os.killpg(w.proc.pid, signal.SIGKILL)
+        w.proc.wait()
+        # every level falls due while no worker runs
+        await wait_past(out, datetime.now(UTC) + LADDER, timeout=30)
+        w.start()
+        await out.wait_for(lambda: reached_top(out, ids), timeout=30)
+        for c in ids:
+            assert_ladder_once(out, c)
+    finally:
+        w.stop()
+
+
+async def test_two_workers_and_a_rebalance_fire_each_once(
+        sla_broker: EmbeddedBroker, policy_file: Path, tmp_path: Path, out: Collector) -> None:
+    a = new_worker(sla_broker, policy_file, tmp_path, "a").start()
+    b = new_worker(sla_broker, policy_file, tmp_path, "b")
+    try:
+        ids = await open_cases(out, 8)
+        b.start()  # the group splits the partitions between a and b
+        await wait_past(out, datetime.now(UTC) + timedelta(seconds=4), timeout=10)
+        a.stop()  # and b takes them all
+        await out.wait_for(lambda: reached_top(out, ids), timeout=45)
+        for c in ids:
+            assert_ladder_once(out, c)
+    finally:
+        a.stop()
+        b.stop()
