@@ -41,6 +41,14 @@ class Record:
     headers: list[tuple[str, bytes]] | None = None
 
 
+def _rocksdb_options(settings: Settings) -> dict[str, int]:
+    mib = 1024 * 1024
+    return {"write_buffer_size": settings.rocksdb_write_buffer_mb * mib,
+            "max_write_buffer_number": 2,
+            "target_file_size_base": 4 * settings.rocksdb_write_buffer_mb * mib,
+            "block_cache_size": settings.rocksdb_block_cache_mb * mib}
+
+
 class Engine:
     def __init__(self, settings: Settings, world: World, clock: Clock = system_clock,
                  metrics: Metrics | None = None) -> None:
@@ -91,6 +99,7 @@ class Engine:
         self.cases = self.app.Table(
             "cases", partitions=settings.partitions, key_type=bytes, value_type=bytes,
             help="case writer records: states, files, history, partition marks",
+            options=_rocksdb_options(settings) if settings.store.startswith("rocksdb") else None,
         )
         # faust derives table serializers from key/value types only (falling back to json)
         # and builds the changelog topic with them at once: without this, recovery cannot

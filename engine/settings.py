@@ -27,6 +27,10 @@ class Settings(BaseModel):
     data_dir: Path = Path("var")
     # local state: RocksDB keeps it across restarts, so recovery reads the changelog's tail
     store: str = "rocksdb://"
+    # RocksDB memory per partition (faust's defaults are 64 MiB x3 write buffers and a 2 GiB
+    # block cache per partition: the worker's RSS grew with the cases); MiB
+    rocksdb_write_buffer_mb: int = Field(default=8, ge=1)
+    rocksdb_block_cache_mb: int = Field(default=32, ge=1)
     # consumer group timing (measured, docs/operations.md): a SIGKILLed worker's partitions
     # wait out its session, so the session is short; real Kafka refuses sessions below its
     # group.min.session.timeout.ms (6 s by default): set ZHIDA_SESSION_TIMEOUT there

@@ -19,6 +19,7 @@ Keys (one table, one changelog, so every record of a partition shares one ordere
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,14 +80,28 @@ def load_timer(raw: bytes) -> Timer:
     return Timer(d["kind"], d["stage"], datetime.fromisoformat(d["at"]))
 
 
+ZLIB = 0x01  # first byte of a compressed value; JSON values start with '{' or '['
+
+
+def pack(obj: object) -> bytes:
+    """JSON, deflated when that is smaller (every record counts against the changelog)."""
+    raw = orjson.dumps(obj)
+    z = zlib.compress(raw, 6)
+    return bytes((ZLIB,)) + z if len(z) + 1 < len(raw) else raw
+
+
+def unpack(raw: bytes) -> Any:
+    return orjson.loads(zlib.decompress(raw[1:]) if raw[:1] == b"\x01" else raw)
+
+
 def dump(model: BaseModel) -> bytes:
-    """Compact: defaults left out, so a fresh case writes little."""
-    return orjson.dumps(model.model_dump(mode="python", exclude_defaults=True))
+    """Compact: defaults left out, and the case id, which the key already says."""
+    return pack(model.model_dump(mode="python", exclude_defaults=True, exclude={"case_id"}))
 
 
 def dump_events(events: list[CaseEvent]) -> bytes:
-    return orjson.dumps([e.model_dump(mode="python", exclude_defaults=True,
-                                      exclude={"opened"}) for e in events])
+    return pack([e.model_dump(mode="python", exclude_defaults=True,
+                              exclude={"opened", "case_id"}) for e in events])
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -205,12 +220,16 @@ class CaseStore:
     def state(self, case_id: str, partition: int | None = None) -> CaseState | None:
         p = self.partition(case_id) if partition is None else partition
         raw = self.get(p, state_key(case_id))
-        return CaseState.model_validate(orjson.loads(raw)) if raw is not None else None
+        if raw is None:
+            return None
+        return CaseState.model_validate({**unpack(raw), "case_id": case_id})
 
     def file(self, case_id: str, partition: int | None = None) -> CaseFile | None:
         p = self.partition(case_id) if partition is None else partition
         raw = self.get(p, file_key(case_id))
-        return CaseFile.model_validate(orjson.loads(raw)) if raw is not None else None
+        if raw is None:
+            return None
+        return CaseFile.model_validate({**unpack(raw), "case_id": case_id})
 
     def history(self, case_id: str, upto: int) -> list[CaseEvent]:
         """Every event up to ``upto``: one read per command, not per event."""
@@ -222,7 +241,8 @@ class CaseStore:
             if raw is None:  # not expected: the writer writes every command's events
                 seq += 1
                 continue
-            events = [CaseEvent.model_validate(d) for d in orjson.loads(raw)]
+            events = [CaseEvent.model_validate({**d, "case_id": case_id})
+                      for d in unpack(raw)]
             out.extend(events)
             seq = events[-1].seq + 1 if events else seq + 1
         return out

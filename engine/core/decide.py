@@ -409,6 +409,6 @@ def apply(state: CaseState | None, cmd: Command, events: list[CaseEvent]) -> Cas
     for e in events:
         state = evolve(state, e)
     assert state is not None
-    if isinstance(cmd.body, Expire):
+    if isinstance(cmd.body, Expire | OpenCase):  # an open repeats onto an existing case
         return state
     return state.model_copy(update={"applied": (*state.applied, cmd.key)[-APPLIED_KEYS_KEPT:]})
