@@ -121,7 +121,8 @@ class Metrics:
             "Age of the oldest timer due but not yet applied (0: none waiting)", registry=r)
         self.calendar_fallback = Gauge(
             "zhida_calendar_fallback_years",
-            "Years in the working-day calendar's range known only as weekends (no holidays)",
+            "Years deadlines run into soon (this one; the next within 60 days) with no holiday "
+            "data: the working-day clock counts them as weekends only",
             registry=r)
 
         self._start_at_zero()

@@ -84,6 +84,7 @@ class Ticker:
                 sent += 1
         engine.metrics.timer_oldest_due.set(
             max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
+        engine.metrics.calendar_fallback.set(len(engine.world.fallback_years(now.date())))
         return sent
 
 

@@ -28,9 +28,9 @@ def build(settings: Settings) -> Engine:
     register_all(engine)
     timers.register(engine)
     web.register(engine, Health.install(engine))
-    uncovered = sorted(world.uncovered_years())
+    uncovered = world.fallback_years(engine.clock().date())
     engine.metrics.calendar_fallback.set(len(uncovered))
-    if uncovered and world.policy.clock == "workdays":
+    if uncovered:
         log.warning("calendar_fallback", years=uncovered,
                     detail="no holiday data: weekends only; list the announced days in the "
                     "policy's [calendar.years.<year>] (docs/policy.md)")

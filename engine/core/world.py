@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from engine.catalogue import Catalogue
 from engine.core.calendar import WorkingTime, build_calendar
@@ -47,6 +47,12 @@ class World:
     def uncovered_years(self) -> frozenset[int]:
         """Years the working-day calendar only knows as weekends (no holiday data)."""
         return getattr(self.calendars.get("workdays"), "uncovered_years", frozenset())
+
+    def fallback_years(self, today: date, ahead_days: int = 60) -> list[int]:
+        """Years deadlines run into soon (this one; the next within ``ahead_days``) that only
+        the weekend fallback knows: the operator must list their announced days."""
+        soon = {today.year, (today + timedelta(days=ahead_days)).year}
+        return sorted(soon & self.uncovered_years())
 
 
 def calendars_for(policy: Policy, today: date) -> dict[str, WorkingTime]:
