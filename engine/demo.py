@@ -249,8 +249,13 @@ def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespac
         f"  reopened      {ev.get('reopened', 0):6d}   (unsatisfied ratings, supervision +1)",
         f"  unauthorized  {dead.get('unauthorized', 0):6d}   refused of {stats.forged} forged "
         "updates from units with no right to the case",
-        f"  supervision   {ev.get('warned', 0):6d} yellow warnings, {ev.get('escalated', 0)} "
-        "escalations",
+        f"  reminders     {ev.get('warned', 0):6d}   催办 (yellow) to units near a deadline",
+        f"  escalations   {ev.get('escalated', 0):6d}   督办 (red): "
+        f"{stats.supervision.get('district', 0)} to districts, "
+        f"{stats.supervision.get('city', 0)} to the city centre, "
+        f"{max(ev.get('escalated', 0) - sum(stats.supervision.values()), 0)} breaches at the "
+        f"top; {stats.silent} orders never signed for, {stats.supervised_acks} signed for by "
+        "the supervising level",
         f"  dead letters  {sum(dead.values()):6d}"
         + (f"   ({', '.join(f'{k} {v}' for k, v in sorted(dead.items()))})" if dead else ""),
         "",

@@ -49,7 +49,10 @@ class SimStats:
     orders: int = 0  # kind=case handler orders taken by a centre
     dispatched: int = 0  # inputs whose first order arrived
     orders_by_topic: Counter[str] = field(default_factory=Counter)  # district code or "city"
-    other_orders: Counter[str] = field(default_factory=Counter)  # reminder, supervision, assist
+    other_orders: Counter[str] = field(default_factory=Counter)  # reminder, assist
+    supervision: Counter[str] = field(default_factory=Counter)  # 督办 orders by target level
+    silent: int = 0  # street orders never signed for
+    supervised_acks: int = 0  # signed for by a supervising level
     assigns: int = 0
     acks: int = 0
     late_acks: int = 0

@@ -4,7 +4,13 @@ For each ``kind=case`` handler order the target unit, after a simulated delay, a
 (签收), reports progress and resolves (办结) on ``zhida.unit.updates``; for a sensed case the
 level above the holder then verifies (核查). Orders for the city centre's triage queue (a
 location the engine could not place) are assigned by the city centre to a street. Orders with
-``role=assist`` and reminders/supervision orders are counted, not acted on.
+``role=assist`` and reminders (催办) are counted, not acted on.
+
+About 4 % of street orders are never signed for: the engine reminds the street, then its
+district supervises (督办, a ``kind=supervision`` order). Half the districts act on it (they
+sign for the case on the street's behalf, or push the late resolution through); the others do
+not, and the engine goes on to the city centre, which always acts. So a demo shows reminders
+and escalations at every level.
 
 Delays are in simulated time, divided by ``speed`` for the real wait. Acknowledgements come
 1–20 simulated minutes after the order, inside the stage's window from the default SLA policy;
@@ -45,6 +51,8 @@ ASSIST_SHARE = 0.05
 SUSPEND_SHARE = 0.03
 FORGE_SHARE = 0.02
 SUSPEND_FOR = (30 * MINUTE, 3 * 60 * MINUTE)
+SILENT_SHARE = 0.04  # street orders never signed for
+ACTS_ON_SUPERVISION = {"district": 0.5, "city": 1.0, "department": 0.5, "street": 0.5}
 
 NOTES = {
     "ack": "已签收，正在安排处置。",
@@ -73,6 +81,7 @@ class Centres(Listener):
         self.policy = policy or Policy.load()
         self._seen: set[str] = set()
         self._returned: set[str] = set()  # cases a street has returned once
+        self._handler: dict[str, dict[str, Any]] = {}  # case → its latest handler order
         # the city centre places triaged cases where the work is: the busier streets
         self._streets = topology.streets
         self._cum_weights = list(itertools.accumulate(street_weight(topology, s)
@@ -85,6 +94,9 @@ class Centres(Listener):
 
     def on_order(self, order: dict[str, Any], topic_key: str) -> None:
         kind = order.get("kind")
+        if kind == "supervision":
+            self._on_supervision(order)
+            return
         if kind != "case":
             self.stats.other_orders[str(kind)] += 1
             return
@@ -97,6 +109,7 @@ class Centres(Listener):
         self._seen.add(order_id)
         case_id = order["case_id"]
         self.stats.record_order(case_id, topic_key)
+        self._handler[case_id] = order
         target = order["target"]
         located = isinstance(order.get("location"), dict) and "unit" in order["location"]
         key = f"case:{case_id}"
@@ -119,8 +132,40 @@ class Centres(Listener):
             self.scheduler.schedule(key, self._real(self.rng.uniform(*TRIAGE)),
                                     lambda: self._return(order))
             return
+        if (level == "street" and not order.get("escalation_level")
+                and self.rng.random() < SILENT_SHARE):
+            self.stats.silent += 1  # never signs: the engine's ladder has to act
+            return
         delay, late = self._ack_delay(order)
         self.scheduler.schedule(key, self._real(delay), lambda: self._ack(order, late))
+
+    def _on_supervision(self, order: dict[str, Any]) -> None:
+        """督办: the supervising level may act for the late unit (or leave it to go higher)."""
+        order_id = order.get("order_id") or ""
+        if order_id in self._seen:
+            return
+        self._seen.add(order_id)
+        supervisor = order["target"]
+        level = self.topology.level(supervisor) if supervisor in self.topology else "city"
+        self.stats.supervision[level] += 1
+        handler = self._handler.get(order["case_id"])
+        if handler is None or self.rng.random() >= ACTS_ON_SUPERVISION.get(level, 1.0):
+            return
+        key = f"case:{order['case_id']}"
+        stage = order.get("stage")
+        delay = self._real(self.rng.uniform(*TRIAGE))
+        if stage == "ack":
+            self.scheduler.schedule(key, delay, lambda: self._ack_for(handler, supervisor))
+        elif stage == "resolve":
+            self.scheduler.schedule(key, delay, lambda: self._resolve(handler))
+        elif stage == "feedback" and handler.get("source") == "sensed":
+            self.scheduler.schedule(key, delay, lambda: self._verify(handler, supervisor))
+
+    async def _ack_for(self, order: dict[str, Any], supervisor: str) -> None:
+        """The supervisor signs for the case on the late unit's behalf; the unit then works it."""
+        await self._update(order, "ack", supervisor, note="督办：代为签收，限时办理。")
+        self.stats.supervised_acks += 1
+        self._plan_resolution(order)
 
     def _ack_delay(self, order: dict[str, Any]) -> tuple[float, bool]:
         """Simulated seconds until 签收, and whether that is after the ack window."""

@@ -159,9 +159,12 @@ class FakeSender:
         self.sent.append((topic, key, value))
 
 
-async def test_centres_and_citizens_close_the_loop_through_the_core() -> None:
+async def test_centres_and_citizens_close_the_loop_through_the_core(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Every update and rating the simulator produces is accepted by the engine's rules, and
-    every case reaches its end: sensed verified, complaints rated (or left unanswered)."""
+    every case reaches its end: sensed verified, complaints rated (or left unanswered).
+    (No ticker runs here, so no street stays silent: only the engine's ladder reaches them.)"""
+    monkeypatch.setattr("engine.sim.centres.SILENT_SHARE", 0.0)
     world = World.load()
     stats = SimStats()
     scheduler = Scheduler(stats)
@@ -239,7 +242,7 @@ async def test_centres_and_citizens_close_the_loop_through_the_core() -> None:
                                for e in h) for h in triaged)
 
 
-def test_assist_and_supervision_orders_are_not_worked() -> None:
+def test_assist_orders_are_not_worked_and_supervision_is_acted_on() -> None:
     stats = SimStats()
     scheduler = Scheduler(stats)
     centres = Centres("unused", NAMES, TOPO, FakeSender(), scheduler, stats, speed=60)
@@ -247,8 +250,15 @@ def test_assist_and_supervision_orders_are_not_worked() -> None:
                       "target": "500103-CG"}, "500103")
     centres.on_order({"kind": "supervision", "order_id": "o2", "case_id": "c",
                       "target": "500103"}, "500103")
-    assert len(scheduler) == 0 and stats.orders == 0
-    assert stats.other_orders == Counter({"assist": 1, "supervision": 1})
+    assert len(scheduler) == 0 and stats.orders == 0  # no handler order known for "c"
+    assert stats.other_orders == Counter({"assist": 1})
+    assert stats.supervision == Counter({"district": 1})
+    # the city centre always acts on 督办 for a case it knows: it signs on the street's behalf
+    centres._handler["c2"] = {"kind": "case", "order_id": "o3", "case_id": "c2",
+                              "target": "500103001", "stage": "ack"}
+    centres.on_order({"kind": "supervision", "order_id": "o4", "case_id": "c2",
+                      "target": "500000", "stage": "ack", "late_unit": "500103"}, "city")
+    assert len(scheduler) == 1 and stats.supervision["city"] == 1
 
 
 async def test_scheduler_fires_in_due_order_and_replaces_per_key() -> None:
