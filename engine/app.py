@@ -82,6 +82,8 @@ class Engine:
             web_bind=settings.http_host,
             web_host=settings.http_host,
             producer_linger=settings.producer_linger,
+            # bulk-loads a changelog partition the local store is far behind (engine/recovery.py)
+            TableManager="engine.recovery:TableManager",
         )
         self.topics: dict[str, faust.TopicT] = {
             spec.key: self.app.topic(self.names.prefix + spec.suffix,
