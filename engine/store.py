@@ -19,6 +19,7 @@ Keys (one table, one changelog, so every record of a partition shares one ordere
 
 from __future__ import annotations
 
+import bisect
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -149,6 +150,12 @@ class CaseStore:
     def __init__(self, table: Any, partitions: int) -> None:
         self.table = table
         self.partitions = partitions
+        # memory:// only: the timer keys, sorted (RocksDB keeps its keys sorted itself);
+        # built from the recovered dict on first use after an assignment
+        self._memory_timers: list[bytes] | None = None
+
+    def on_assignment(self) -> None:
+        self._memory_timers = None
 
     @property
     def _store(self) -> Any:
@@ -187,10 +194,18 @@ class CaseStore:
             if changelog_offset is not None:
                 store.set_persisted_offset(self.changelog_tp(partition), changelog_offset)
         else:
+            timers = self._memory_timers
             for k, v in items:
                 if v is None:
-                    store.data.pop(k, None)
+                    if store.data.pop(k, None) is not None and timers is not None \
+                            and k.startswith(TIMER_PREFIX):
+                        i = bisect.bisect_left(timers, k)
+                        if i < len(timers) and timers[i] == k:
+                            del timers[i]
                 else:
+                    if timers is not None and k.startswith(TIMER_PREFIX) \
+                            and k not in store.data:
+                        bisect.insort(timers, k)
                     store.data[k] = v
 
     def due_timers(self, partition: int, now: datetime, limit: int
@@ -208,11 +223,14 @@ class CaseStore:
                 out.append((k, _timer_case(k), load_timer(it.value())))
                 it.next()
             return out
-        keys = sorted(k for k in self._store.data
-                      if k.startswith(TIMER_PREFIX) and k < bound
-                      and self.partition(_timer_case(k)) == partition)
-        for k in keys[:limit]:
-            out.append((k, _timer_case(k), load_timer(self._store.data[k])))
+        data = self._store.data
+        if self._memory_timers is None:
+            self._memory_timers = sorted(k for k in data if k.startswith(TIMER_PREFIX))
+        for k in self._memory_timers:
+            if k >= bound or len(out) >= limit:
+                break
+            if self.partition(_timer_case(k)) == partition and k in data:
+                out.append((k, _timer_case(k), load_timer(data[k])))
         return out
 
     # ---- typed access ----

@@ -44,6 +44,7 @@ class Ticker:
     def on_assignment(self, partitions: list[int]) -> None:
         self.partitions = list(partitions)
         self.in_flight.clear()
+        self.engine.store.on_assignment()
 
     def cleared(self, key: bytes) -> None:
         """The writer removed an index entry: its firing is no longer waiting."""
