@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -35,6 +35,7 @@ from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.core.sla import Timer
 
 SEQ_DIGITS = 6
+M = TypeVar("M", bound=BaseModel)
 
 
 def state_key(case_id: str) -> bytes:
@@ -236,18 +237,15 @@ class CaseStore:
     # ---- typed access ----
 
     def state(self, case_id: str, partition: int | None = None) -> CaseState | None:
-        p = self.partition(case_id) if partition is None else partition
-        raw = self.get(p, state_key(case_id))
-        if raw is None:
-            return None
-        return CaseState.model_validate({**unpack(raw), "case_id": case_id})
+        return self._record(CaseState, state_key(case_id), case_id, partition)
 
     def file(self, case_id: str, partition: int | None = None) -> CaseFile | None:
-        p = self.partition(case_id) if partition is None else partition
-        raw = self.get(p, file_key(case_id))
-        if raw is None:
-            return None
-        return CaseFile.model_validate({**unpack(raw), "case_id": case_id})
+        return self._record(CaseFile, file_key(case_id), case_id, partition)
+
+    def _record(self, model: type[M], key: bytes, case_id: str, partition: int | None
+                ) -> M | None:
+        raw = self.get(self.partition(case_id) if partition is None else partition, key)
+        return None if raw is None else model.model_validate({**unpack(raw), "case_id": case_id})
 
     def history(self, case_id: str, upto: int) -> list[CaseEvent]:
         """Every event up to ``upto``: one read per command, not per event."""
