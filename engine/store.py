@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -209,30 +209,47 @@ class CaseStore:
                         bisect.insort(timers, k)
                     store.data[k] = v
 
-    def due_timers(self, partition: int, now: datetime, limit: int
-                   ) -> list[tuple[bytes, str, Timer]]:
-        """Timers due at or before ``now``, earliest first: (key, case id, timer)."""
+    def due_timers(self, partition: int, now: datetime, limit: int,
+                   skip: Container[bytes] = ()) -> tuple[list[tuple[bytes, str, Timer]],
+                                                         datetime | None]:
+        """Up to ``limit`` timers due at or before ``now`` and not in ``skip``, earliest
+        first, as (key, case id, timer); and the instant of the earliest due one (skipped or
+        not). Skipped keys (firings already sent) are passed over without counting: the
+        earliest due keys are exactly the ones in flight, and counting them would starve
+        every newer firing until they drain."""
         bound = timer_bound(now)
         out: list[tuple[bytes, str, Timer]] = []
+        oldest: datetime | None = None
+        for k, raw in self._due_keys(partition, bound):
+            if oldest is None:
+                oldest = load_timer(raw()).at
+            if k in skip:
+                continue
+            if len(out) >= limit:
+                break
+            out.append((k, _timer_case(k), load_timer(raw())))
+        return out, oldest
+
+    def _due_keys(self, partition: int, bound: bytes
+                  ) -> Iterator[tuple[bytes, Callable[[], bytes]]]:
         if self.rocks:
             it = self._store._db_for_partition(partition).iter()
             it.seek(TIMER_PREFIX)
-            while it.valid() and len(out) < limit:
+            while it.valid():
                 k = it.key()
                 if k >= bound:
-                    break
-                out.append((k, _timer_case(k), load_timer(it.value())))
+                    return
+                yield k, it.value
                 it.next()
-            return out
+            return
         data = self._store.data
         if self._memory_timers is None:
             self._memory_timers = sorted(k for k in data if k.startswith(TIMER_PREFIX))
-        for k in self._memory_timers:
-            if k >= bound or len(out) >= limit:
-                break
+        for k in list(self._memory_timers):
+            if k >= bound:
+                return
             if self.partition(_timer_case(k)) == partition and k in data:
-                out.append((k, _timer_case(k), load_timer(data[k])))
-        return out
+                yield k, (lambda k=k: data[k])
 
     # ---- typed access ----
 

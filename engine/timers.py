@@ -66,18 +66,18 @@ class Ticker:
         engine = self.engine
         now = engine.clock()
         mono = time.monotonic()
+        # a firing not applied after resend_after is sent again (its command may be lost)
+        for key in [k for k, t in self.in_flight.items() if mono - t >= self.resend_after]:
+            del self.in_flight[key]
         oldest = None
         sent = 0
         for p in self.partitions:
             room = self.max_in_flight - len(self.in_flight)
-            due = engine.store.due_timers(p, now, limit=max(room, 0) + 1)
-            if due:
-                first = due[0][2].at
+            due, first = engine.store.due_timers(p, now, limit=max(room, 0),
+                                                 skip=self.in_flight)
+            if first is not None:
                 oldest = first if oldest is None else min(oldest, first)
-            for key, case_id, timer in due[: max(room, 0)]:
-                since = self.in_flight.get(key)
-                if since is not None and mono - since < self.resend_after:
-                    continue
+            for key, case_id, timer in due:
                 cmd = Command(case_id=case_id, at=now, body=Expire(
                     timer=timer.kind, stage=timer.stage, instant=timer.at))
                 await engine.send_command(case_id, encode(cmd))
