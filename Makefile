@@ -30,6 +30,10 @@ bench-crash: $(STAMP)  ## soak: SIGKILL the worker under load, check every outpu
 bench-scale: $(STAMP)  ## open cases, RSS, changelog, restart at 100k/300k/1M; writes docs/benchmarks-scale.md
 	$(BIN)/python -m bench.scale $(ARGS)
 
+.PHONY: bench-timers
+bench-timers: $(STAMP)  ## SLA timers: lateness with 1M armed, a 20k burst, SIGKILL; writes docs/benchmarks-timers.md
+	$(BIN)/python -m bench.timers $(ARGS)
+
 docs: $(STAMP)  ## regenerate docs/schemas/*.json and docs/lifecycle.md
 	$(BIN)/python -m engine.docgen
 

@@ -95,6 +95,14 @@ Measured by a separate harness, `python -m bench.scale` (`make bench-scale`), wh
 own generated page: worker RSS with up to 1,000,000 open cases, changelog bytes per command,
 local store on disk and SIGKILL restart times (local state kept and lost), next to issue 12's
 targets — [benchmarks-scale.md](benchmarks-scale.md).
+
+## SLA timers: lateness, burst, SIGKILL
+
+Measured by `python -m bench.timers` (`make bench-timers`), which writes its own generated
+page: firing lateness with up to 1,000,000 armed deadlines under normal intake, 20,000 due at
+one instant while complaints keep arriving, a SIGKILL with deadlines falling due while the
+worker is down, and the disk the timer index takes per armed deadline, next to issue 13's
+targets — [benchmarks-timers.md](benchmarks-timers.md).
 """
 
 

@@ -541,6 +541,27 @@ async def zero_phase(base: Ctx) -> dict[str, Any]:
     return out
 
 
+def stop_and_check() -> list[Any]:
+    """Stop every child and say whether any broker or worker session is left."""
+    stop_all_children()
+    left = check_sessions()
+    if left:
+        progress(f"CHECK FAILED: still running after stop, killed now: {left}")
+    else:
+        progress(f"check: none of the {len(SESSIONS)} broker/worker processes started is left")
+    return left
+
+
+def machine_info(commit: str) -> dict[str, Any]:
+    m = machine()
+    m["commit"] = commit or m["commit"]
+    try:
+        m["rocksdict"] = metadata.version("rocksdict")
+    except metadata.PackageNotFoundError:
+        m["rocksdict"] = "not installed"
+    return m
+
+
 async def scale_phase(base: Ctx, n: int) -> Phase:
     ph = Phase(n)
     d = ph.data
@@ -952,19 +973,8 @@ async def run(args: argparse.Namespace) -> int:
         progress(f"logs kept in {workdir}")
         raise
     finally:
-        stop_all_children()
-        left = check_sessions()
-        if left:
-            progress(f"CHECK FAILED: still running after stop, killed now: {left}")
-        else:
-            progress(f"check: none of the {len(SESSIONS)} broker/worker processes started "
-                     "is left")
-    m = machine()
-    m["commit"] = args.commit or m["commit"]
-    try:
-        m["rocksdict"] = metadata.version("rocksdict")
-    except metadata.PackageNotFoundError:
-        m["rocksdict"] = "not installed"
+        left = stop_and_check()
+    m = machine_info(args.commit)
     data = {"date": started, "duration_s": round(time.monotonic() - T0), "machine": m,
             "args": {**vars(args), "cases_arg": ",".join(str(n) for n in args.cases)},
             "zero": zero, "phases": phases, "failed": failed or bool(left),
