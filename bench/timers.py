@@ -1152,7 +1152,7 @@ def render(data: dict[str, Any]) -> str:
         "histogram (instant → writer applying it) is given too, as bucket bounds.",
         f"- **Step 2, burst**: {a['burst_size']:,} of the armed cases get a unit update "
         "`{action: suspend, until: T}` from their holder (the unit the engine routed them to, "
-        "computed with the engine's `route`); T is one instant, so {a['burst_size']:,} "
+        f"computed with the engine's `route`); T is one instant, so {a['burst_size']:,} "
         "`resume` timers fall due at T together. Once all are suspended, complaints are "
         "offered at the step's rate; the **control** window runs from 3 s after that until "
         "0.5 s before T (no timer due), the **burst** window from T to the arrival of the last "
