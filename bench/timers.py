@@ -59,6 +59,7 @@ from bench import scale
 from bench.run import Failed, percentiles, stop_all_children
 from bench.scale import (
     CHUNK,
+    MIB,
     Ctx,
     check_sessions,
     complaint_chunk,
@@ -155,13 +156,19 @@ class Seen:
     supervise_due: float | None
     level: int
     top: bool | None
-    arrival: float  # wall clock when this consumer received it
+    arrival: float  # the record's timestamp: when the worker produced it (epoch s)
 
 
 class Tracker:
-    """Reads ``case.events`` from its end and keeps, for the cases it watches, the first
-    arrival of every event (by seq); a repeated event id is counted as a duplicate, the same
-    seq with another type as a fork."""
+    """Reads ``case.events`` after the fact and keeps, for the cases it watches, the first
+    record of every event (by seq); a repeated event id is counted as a duplicate, the same seq
+    with another type as a fork. An event's ``arrival`` is its record timestamp: the worker's
+    producer sets it when the writer hands the event over.
+
+    Nothing reads while a step is measured: on the embedded broker a consumer polling the end
+    of a large topic costs the broker up to a core (see the page this writes), which would slow
+    the engine it measures. ``mark_end`` notes where the topic ends; ``catch_up`` reads from
+    there until nothing comes for ``idle`` s (end offsets undercount on Tansu 0.6.0)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap = bootstrap
@@ -172,7 +179,8 @@ class Tracker:
         self.duplicates: Counter[str] = Counter()  # group → records repeating an event id
         self.forks: list[str] = []
         self.records = 0
-        self._task: asyncio.Task[None] | None = None
+        self.read_seconds = 0.0
+        self.pos: dict[TopicPartition, int] = {}
 
     def watch(self, case_id: str, group: str) -> None:
         self.groups[case_id] = group
@@ -184,73 +192,104 @@ class Tracker:
         per = self.cases.get(case_id, {})
         return [per[s] for s in sorted(per)]
 
-    def all_dispatched(self, ids: list[str]) -> Any:
-        """A condition for ``wait_until``: every case of ``ids`` has its ``dispatched``
-        event (checked incrementally: the pending list only shrinks)."""
-        pending = list(ids)
-
-        def cond() -> bool:
-            pending[:] = [c for c in pending
-                          if not any(e.type == "dispatched" for e in self.events(c))]
-            return not pending
-        return cond
-
     def arrivals(self, ids: list[str], type_: str) -> list[float]:
         return [e.arrival for c in ids for e in self.events(c) if e.type == type_]
 
-    async def start(self) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                         enable_auto_commit=False, fetch_max_wait_ms=20,
-                                         max_partition_fetch_bytes=4 * 1024 * 1024)
-        await self.consumer.start()
-        await self.consumer._client.force_metadata_update()
-        parts = self.consumer.partitions_for_topic(self.topic)
+    async def _consumer(self) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    fetch_max_wait_ms=50, max_partition_fetch_bytes=8 * MIB,
+                                    fetch_max_bytes=64 * MIB)
+        await consumer.start()
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(self.topic)
         if not parts:
+            await consumer.stop()
             raise Failed(f"topic {self.topic} does not exist")
-        tps = [TopicPartition(self.topic, p) for p in parts]
-        self.consumer.assign(tps)
-        # from the end (Tansu may answer a little short: older events are not watched)
-        for tp, offset in (await self.consumer.end_offsets(tps)).items():
-            self.consumer.seek(tp, offset)
-        self._task = asyncio.create_task(self._run())
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        return consumer, tps
 
-    async def _run(self) -> None:
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=10000)
-            arrival = time.time()
-            for recs in batch.values():
-                self.records += len(recs)
-                for r in recs:
-                    key = r.key.decode() if r.key else ""
-                    group = self.groups.get(key)
-                    if group is None:
-                        continue
-                    v = orjson.loads(r.value)
-                    per = self.cases.setdefault(key, {})
-                    seq = v["seq"]
-                    if seq in per:
-                        if per[seq].type != v["type"]:
-                            self.forks.append(f"{v['event_id']}: {per[seq].type} and "
-                                              f"{v['type']}")
-                        else:
-                            self.duplicates[group] += 1
-                        continue
-                    per[seq] = Seen(v["type"], ts(v["at"]) or 0.0, ts(v.get("due")),
-                                    ts(v.get("supervise_due")), v.get("escalation_level", 0),
-                                    v.get("top"), arrival)
-                    self.count[(group, v["type"])] += 1
+    async def mark_end(self) -> None:
+        """Read from the topic's end from now on (Tansu may answer a little short: the few
+        older events read again are not watched, or are counted as duplicates)."""
+        consumer, tps = await self._consumer()
+        try:
+            self.pos = dict(await consumer.end_offsets(tps))
+        finally:
+            await consumer.stop()
 
-    def check(self) -> None:
-        if self._task is not None and self._task.done():
-            raise Failed(f"case-event reader failed: {self._task.exception()!r}")
+    async def catch_up(self, idle: float = 1.5) -> None:
+        t = time.perf_counter()
+        consumer, tps = await self._consumer()
+        try:
+            for tp in tps:
+                if tp in self.pos:
+                    consumer.seek(tp, self.pos[tp])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            last = time.perf_counter()
+            while time.perf_counter() - last < idle:
+                batch = await consumer.getmany(timeout_ms=200, max_records=20000)
+                for recs in batch.values():
+                    self._take(recs)
+                if batch:
+                    last = time.perf_counter()
+            for tp in tps:
+                self.pos[tp] = await consumer.position(tp)
+        finally:
+            await consumer.stop()
+        self.read_seconds += time.perf_counter() - t - idle
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self.consumer.stop()
+    def _take(self, recs: list[Any]) -> None:
+        self.records += len(recs)
+        for r in recs:
+            key = r.key.decode() if r.key else ""
+            group = self.groups.get(key)
+            if group is None:
+                continue
+            v = orjson.loads(r.value)
+            per = self.cases.setdefault(key, {})
+            seq = v["seq"]
+            if seq in per:
+                if per[seq].type != v["type"]:
+                    self.forks.append(f"{v['event_id']}: {per[seq].type} and {v['type']}")
+                else:
+                    self.duplicates[group] += 1
+                continue
+            per[seq] = Seen(v["type"], ts(v["at"]) or 0.0, ts(v.get("due")),
+                            ts(v.get("supervise_due")), v.get("escalation_level", 0),
+                            v.get("top"), r.timestamp / 1000)
+            self.count[(group, v["type"])] += 1
+
+
+async def reader_cost(bootstrap: str, topic: str, broker_pid: int, seconds: float = 8.0
+                      ) -> dict[str, float]:
+    """Cores the broker spends with nobody reading ``topic`` beyond the worker, then with one
+    more consumer polling its end (fetch wait 20 ms, as a live reader of events would)."""
+    def cores(c0: float | None, t0: float) -> float:
+        c1 = proc_cpu(broker_pid)
+        return round((c1 - c0) / (time.time() - t0), 2) if c0 is not None and c1 else 0.0
+
+    c0, t0 = proc_cpu(broker_pid), time.time()
+    await asyncio.sleep(seconds)
+    quiet = cores(c0, t0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=20)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        for tp, offset in (await consumer.end_offsets(tps)).items():
+            consumer.seek(tp, offset)
+        await consumer.getmany(timeout_ms=200)
+        c0, t0 = proc_cpu(broker_pid), time.time()
+        while time.time() - t0 < seconds:
+            await consumer.getmany(timeout_ms=100, max_records=10000)
+        reading = cores(c0, t0)
+    finally:
+        await consumer.stop()
+    return {"quiet": quiet, "reader": reading}
 
 
 # ---------------------------------------------------------------- load and metrics
@@ -431,30 +470,46 @@ def dist(values_s: list[float]) -> dict[str, float]:
 
 # ---------------------------------------------------------------- waiting
 
-async def wait_until(cond: Any, timeout: float, what: str, stall: float | None = None,
-                     status: Any = None, checks: tuple[Any, ...] = ()) -> None:
-    """Poll ``cond()`` every 0.1 s; Failed after ``timeout`` s, or ``stall`` s without
-    ``status()`` changing; a progress line with ``status()`` every --progress s."""
-    t = time.perf_counter()
-    last_report = last_change = t
-    last_status = status() if status else None
-    while not cond():
+def cev(type_: str) -> Any:
+    """Reads ``zhida_case_events_total{type}`` from a /metrics text."""
+    return lambda text: metric(text, "zhida_case_events_total", type=type_) or 0.0
+
+
+def fired(*kinds: str) -> Any:
+    """Reads the sum of ``zhida_timer_firings_total{kind}`` (applied firings, each once)."""
+    return lambda text: sum(metric(text, "zhida_timer_firings_total", kind=k) or 0.0
+                            for k in kinds)
+
+
+async def count(w: TimerWorker, read: Any) -> float | None:
+    text = await w.metrics()
+    return read(text) if text else None
+
+
+async def wait_count(w: TimerWorker, what: str, read: Any, target: float,
+                     checks: tuple[Any, ...] = (), timeout: float | None = None) -> float:
+    """Poll the worker's /metrics every 0.25 s until ``read`` reaches ``target``; Failed
+    after --stall s without a change or ``timeout`` s; progress every --progress s."""
+    t = last_report = last_change = time.perf_counter()
+    last: float | None = None
+    while True:
         for c in checks:
             c()
+        v = await count(w, read)
         now = time.perf_counter()
-        if status is not None:
-            st = status()
-            if st != last_status:
-                last_status, last_change = st, now
-            if now - last_report >= ARGS.progress:
-                last_report = now
-                progress(f"  … {what}: {st}")
-            if stall is not None and now - last_change > stall:
-                raise Failed(f"{what}: no progress for {stall:.0f} s ({st})")
-        if now - t > timeout:
-            raise Failed(f"{what}: not done in {timeout:.0f} s"
-                         + (f" ({status()})" if status else ""))
-        await asyncio.sleep(0.1)
+        if v is not None and v >= target:
+            return v
+        if v != last:
+            last, last_change = v, now
+        if now - last_report >= ARGS.progress:
+            last_report = now
+            progress(f"  … {what}: {v or 0:,.0f}/{target:,.0f}")
+        if now - last_change > ARGS.stall:
+            raise Failed(f"{what}: no progress for {ARGS.stall:.0f} s ({v or 0:,.0f}/"
+                         f"{target:,.0f})")
+        if timeout is not None and now - t > timeout:
+            raise Failed(f"{what}: not done in {timeout:.0f} s ({v or 0:,.0f}/{target:,.0f})")
+        await asyncio.sleep(0.25)
 
 
 async def sleep_until(wall: float) -> None:
@@ -489,17 +544,20 @@ def bulk_cases(ctx: Ctx, label: str, start: int, count: int) -> list[tuple[str, 
 async def suspend_all(ctx: Ctx, w: TimerWorker, tracker: Tracker, cases: list[tuple[str, str]],
                       untils: list[float], group: str) -> float:
     """Unit updates ``suspend until`` from each case's holder, at most --window ahead of the
-    ``suspended`` events read back. Returns seconds."""
+    ``suspended`` events the worker counts. Returns seconds."""
     assert ctx.producer is not None
     for cid, _ in cases:
         tracker.watch(cid, group)
     t = time.perf_counter()
     sent = 0
     now_iso = wall_iso(time.time())
+    base = await count(w, cev("suspended"))
+    if base is None:
+        raise Failed("no /metrics from the worker")
     while sent < len(cases):
-        tracker.check()
-        if sent - tracker.n(group, "suspended") >= ARGS.window:
-            await asyncio.sleep(0.05)
+        done = await count(w, cev("suspended"))
+        if sent - ((done or base) - base) >= ARGS.window:
+            await asyncio.sleep(0.2)
             continue
         futures = []
         for i in range(sent, min(sent + 1000, len(cases))):
@@ -511,10 +569,7 @@ async def suspend_all(ctx: Ctx, w: TimerWorker, tracker: Tracker, cases: list[tu
                                                    key=cid.encode()))
         await asyncio.gather(*futures)
         sent = min(sent + 1000, len(cases))
-    await wait_until(lambda: tracker.n(group, "suspended") >= len(cases), ARGS.stall * 3,
-                     f"{group}: suspended", stall=ARGS.stall,
-                     status=lambda: f"{tracker.n(group, 'suspended'):,}/{len(cases):,}",
-                     checks=(tracker.check,))
+    await wait_count(w, f"{group}: suspended", cev("suspended"), base + len(cases))
     return time.perf_counter() - t
 
 
@@ -537,7 +592,9 @@ async def step_lateness(ctx: Ctx, w: TimerWorker, tracker: Tracker, intake: Inta
     streets = ctx.topology.streets
     total = int(a.short_rate * seconds)
     ids: list[str] = []
-    h0 = histogram(await w.metrics())
+    text0 = await w.metrics()
+    h0 = histogram(text0)
+    f0 = fired("warn", "due", "supervise")(text0)
     t_start = time.time()
     start = time.perf_counter()
     progress(f"{label}: {armed:,.0f} armed; {total:,} {SHORT_KIND} alarms at "
@@ -559,30 +616,25 @@ async def step_lateness(ctx: Ctx, w: TimerWorker, tracker: Tracker, intake: Inta
         await ctx.producer.send(w.names.sensed, orjson.dumps(body), key=body["sensor_id"].encode())
         if time.perf_counter() - last_report >= a.progress:
             last_report = time.perf_counter()
-            fired = sum(tracker.n(label, t) for t in ("warned", "escalated"))
-            progress(f"  … {i + 1:,}/{total:,} alarms sent; {fired:,} firings read back; "
+            n = (await count(w, fired("warn", "due", "supervise")) or f0) - f0
+            progress(f"  … {i + 1:,}/{total:,} alarms sent; {n:,.0f} firings applied; "
                      f"worker RSS {mib(vm_status(w.pid).get('VmRSS'))}")
-        tracker.check()
         intake.check()
     await ctx.producer.flush()
     out["sent"] = total
     out["achieved_rate"] = round(total / (time.perf_counter() - start), 1)
     ladder = a.short_ack + 2 * a.short_supervise
     expected = total * len(LADDER)
-
-    def fired() -> int:
-        return tracker.n(label, "warned") + tracker.n(label, "escalated")
-
     try:
-        await wait_until(lambda: fired() >= expected, ladder + a.stall, f"{label}: firings",
-                         stall=a.stall, status=lambda: f"{fired():,}/{expected:,}",
-                         checks=(tracker.check, intake.check))
+        await wait_count(w, f"{label}: firings", fired("warn", "due", "supervise"),
+                         f0 + expected, checks=(intake.check,), timeout=ladder + a.stall)
     except Failed as e:
         out["error"] = str(e)
         progress(f"  {e}")
     await asyncio.sleep(1.0)  # late duplicates, if any
     t_end = time.time()
     out["histogram"] = hist_summary(h0, histogram(await w.metrics()))
+    await tracker.catch_up()
     # every firing next to the instant it was due
     late: dict[str, list[float]] = {k: [] for k in ("warn", "due", "supervise")}
     tick: list[float] = []
@@ -654,6 +706,7 @@ async def step_burst(ctx: Ctx, w: TimerWorker, tracker: Tracker, intake: Intake,
     progress(f"  {n:,} suspended in {out['suspend_seconds']:.1f} s; complaints now at "
              f"{rate:g}/s; {t_burst - time.time():.0f} s to the burst")
     intake.rate = rate
+    dsp0, sent0 = await count(w, cev("dispatched")), len(intake.sent)
     c1 = time.time() + 3.0  # steady offered rate first
     c2 = t_burst - 0.5
     if c2 - c1 < 5:
@@ -662,33 +715,31 @@ async def step_burst(ctx: Ctx, w: TimerWorker, tracker: Tracker, intake: Intake,
     await sleep_until(t_burst - 1.0)
     text0 = await w.metrics()
     h0 = histogram(text0)
+    r0 = fired("resume")(text0)
     await sleep_until(t_burst)
     progress(f"  T: {n:,} resume timers due now")
-
     try:
-        await wait_until(lambda: tracker.n(group, "resumed") >= n, a.stall * 3,
-                         f"{group}: resumed", stall=a.stall,
-                         status=lambda: f"{tracker.n(group, 'resumed'):,}/{n:,} resumed",
-                         checks=(tracker.check, intake.check))
+        await wait_count(w, f"{group}: resumed", fired("resume"), r0 + n,
+                         checks=(intake.check,))
     except Failed as e:
         out["error"] = str(e)
         progress(f"  {e}")
-    arr = tracker.arrivals(ids, "resumed")
-    t_last = max(arr) if arr else time.time()
-    out["burst_seconds"] = round(t_last - t_burst, 2)
+    t_done = time.time()
     # a little more of the same offered rate, then let the complaints of the burst finish
     await asyncio.sleep(5.0)
     text1 = await w.metrics()
     out["histogram"] = hist_summary(h0, histogram(text1))
     out["ignored"] = ((metric(text1, "zhida_commands_ignored_total") or 0.0)
                       - (metric(text0, "zhida_commands_ignored_total") or 0.0))
-    out["cpu"] = poller.cpu(t_burst, t_last)
     intake.rate = a.intake_rate
-    t_after = time.time()
     with contextlib.suppress(Failed):
-        await wait_until(tracker.all_dispatched(
-            [cid for cid, t in intake.sent.items() if c1 <= t < t_after]),
-            60.0, f"{group}: complaints of the window")
+        await wait_count(w, f"{group}: complaints of the window", cev("dispatched"),
+                         (dsp0 or 0.0) + len(intake.sent) - sent0, timeout=60.0)
+    await tracker.catch_up()
+    arr = tracker.arrivals(ids, "resumed")
+    t_last = max(arr) if arr else t_done
+    out["burst_seconds"] = round(t_last - t_burst, 2)
+    out["cpu"] = poller.cpu(t_burst, t_last)
     out["control"] = intake.window(c1, c2)
     out["burst"] = intake.window(t_burst, max(t_last, t_burst + 1.0))
     ctl = out["control"]["dispatched"]
@@ -738,9 +789,10 @@ async def step_kill(ctx: Ctx, w: TimerWorker, tracker: Tracker, intake: Intake,
     t0 = time.perf_counter()
     t_killed = time.time()
     w.kill()
-    out["fired_before_kill"] = tracker.n(group, "resumed")
     progress(f"  SIGKILLed the worker; {k:,} resumes fall due while it is down; restart in "
              f"{max(untils[-1] + 0.5 - time.time(), 0):.1f} s")
+    await tracker.catch_up()  # while it is down: what the old process had done
+    out["fired_before_kill"] = tracker.n(group, "resumed")
     await sleep_until(untils[-1] + 0.5)
     t_launch = time.perf_counter()
     w.launch()
@@ -751,19 +803,18 @@ async def step_kill(ctx: Ctx, w: TimerWorker, tracker: Tracker, intake: Intake,
     out["launch_to_ready"] = round(ready - (t_launch - t0), 2)
     progress(f"  /readyz 200 {out['launch_to_ready']:.1f} s after the restart "
              f"({ready:.1f} s after the SIGKILL)")
-    try:
-        await wait_until(lambda: tracker.n(group, "resumed") >= k, a.stall * 3,
-                         "step 3: resumed", stall=a.stall,
-                         status=lambda: f"{tracker.n(group, 'resumed'):,}/{k:,} resumed",
-                         checks=(tracker.check, intake.check))
+    try:  # the counters of the new process start at 0
+        await wait_count(w, "step 3: resumed", fired("resume"), k - out["fired_before_kill"],
+                         checks=(intake.check,))
     except Failed as e:
         out["error"] = str(e)
         progress(f"  {e}")
     await asyncio.sleep(2.0)  # duplicates, if a replay sends any
+    await tracker.catch_up()
     arr = []
     for cid, until in zip(ids, untils, strict=True):
         for e in tracker.events(cid):
-            if e.type == "resumed":
+            if e.type == "resumed" and e.arrival >= t_killed:
                 arr.append((e.arrival, until))
     if arr:
         first, last = min(x for x, _ in arr), max(x for x, _ in arr)
@@ -832,14 +883,9 @@ def index_on_disk(data_dir: Path, workdir: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the run
 
-ARMED: list[float | None] = [None]  # the last zhida_timers_armed read by _armed
-
-
-def _armed(w: TimerWorker) -> str:
-    """Reads zhida_timers_armed (synchronously: a progress status) into ARMED."""
-    status, body = scale.http_get(w.url("/metrics"), 5.0)
-    ARMED[-1] = metric(body.decode(), "zhida_timers_armed") if status == 200 else None
-    return f"{ARMED[-1] or 0:,.0f} armed"
+def armed(text: str) -> float:
+    """Reads ``zhida_timers_armed`` from a /metrics text."""
+    return metric(text, "zhida_timers_armed") or 0.0
 
 
 def _say_lateness(label: str, lt: dict[str, Any]) -> None:
@@ -865,8 +911,10 @@ async def measure(base: Ctx, policy: Path) -> dict[str, Any]:
             d["fresh_start"] = round(await w.ready(t0, a.ready_timeout), 2)
             d["rss0"], _ = await settled_rss(w.pid)
             progress(f"worker ready in {d['fresh_start']:.1f} s, RSS {mib(d['rss0'])}")
+            d["reader_cost0"] = await reader_cost(ctx.bootstrap, w.names.case_events,
+                                                  broker_proc.pid)
             tracker = Tracker(ctx.bootstrap, w.names.case_events)
-            await tracker.start()
+            await tracker.mark_end()
             intake = Intake(ctx, w, tracker, a.intake_rate)
             intake.start()
             poller = Poller(w, broker_proc.pid)
@@ -875,17 +923,14 @@ async def measure(base: Ctx, policy: Path) -> dict[str, Any]:
                 d["baseline"] = await step_lateness(ctx, w, tracker, intake, poller,
                                                     a.baseline_seconds, "baseline")
                 _say_lateness("baseline", d["baseline"])
-            # no intake and no reader while the N open: they would only slow it down
-            intake.rate = 0.0
-            await tracker.stop()
+            intake.rate = 0.0  # no intake while the N open
             await asyncio.sleep(1.0)
             armed0 = metric(await w.metrics(), "zhida_timers_armed") or 0.0
             progress(f"opening {a.cases:,} cases (complaints, every stage {LONG})")
             t_open = time.perf_counter()
             d["open"] = await open_cases(ctx, w, a.cases)
             # the counter open_cases polls includes the baseline's cases: wait for all N
-            await wait_until(lambda: (ARMED[-1] or 0.0) >= armed0 + a.cases, a.stall,
-                             "the last cases opened", status=lambda: _armed(w))
+            await wait_count(w, "armed", armed, armed0 + a.cases)
             o = d["open"]
             o["seconds"] = round(time.perf_counter() - t_open, 2)
             o["rate"] = round(a.cases / o["seconds"], 1)
@@ -899,7 +944,11 @@ async def measure(base: Ctx, policy: Path) -> dict[str, Any]:
             d["armed_at_n"] = metric(text, "zhida_timers_armed")
             progress(f"  RSS {mib(d['rss'])} ({(d['rss_per_case'] or 0):,.0f} B per case), "
                      f"store {mib(d['store_disk'])}, armed {d['armed_at_n'] or 0:,.0f}")
-            await tracker.start()
+            d["reader_cost"] = await reader_cost(ctx.bootstrap, w.names.case_events,
+                                                 broker_proc.pid)
+            progress(f"  broker cores with no reader / one reader at the end of case.events: "
+                     f"{d['reader_cost']['quiet']} / {d['reader_cost']['reader']}")
+            await tracker.mark_end()  # the N's own events are not read
             intake.rate = a.intake_rate
             d["lateness"] = await step_lateness(ctx, w, tracker, intake, poller,
                                                 a.short_seconds, "step 1")
@@ -919,10 +968,12 @@ async def measure(base: Ctx, policy: Path) -> dict[str, Any]:
                 d["kill"] = await step_kill(ctx, w, tracker, intake, cases, o["rate"])
             # intake off, and everything it sent processed, before the final figures
             await intake.stop()
-            with contextlib.suppress(Failed):
-                await wait_until(tracker.all_dispatched(list(intake.sent)), 60.0,
-                                 "last complaints")
-            await asyncio.sleep(1.0)
+            readings: list[float | None] = []
+            for _ in range(60):  # until the armed count holds still for 3 s
+                await asyncio.sleep(1.0)
+                readings.append(await count(w, armed))
+                if len(readings) >= 4 and len(set(readings[-4:])) == 1:
+                    break
             text = await w.metrics()
             d["final"] = {
                 "armed": metric(text, "zhida_timers_armed"),
@@ -939,7 +990,7 @@ async def measure(base: Ctx, policy: Path) -> dict[str, Any]:
             d["error"] = str(e)
             progress(f"FAILED: {e}")
         finally:
-            for part in (intake, poller, tracker):
+            for part in (intake, poller):
                 if part is not None:
                     await part.stop()
             d["stop"] = w.stop()
@@ -1021,13 +1072,25 @@ def _reading(d: dict[str, Any], n: int) -> list[str]:
     lt = d.get("lateness")
     if lt and lt.get("lateness"):
         tot, tk = lt["lateness"], lt["ticker_lateness"]
-        out.append(
-            f"- **Lateness** with {n:,} armed: p50 {tot['p50_ms']:,.0f} ms, of which the "
-            f"ticker's part (its 0.1 s period: a deadline waits for the next tick) is "
-            f"{tk['p50_ms']:,.0f} ms at p50 and {tk['max_ms']:,.0f} ms at most; the rest is "
-            "the `Expire` command's trip through `case.commands`, the writer's two delivery "
-            "phases and this consumer's fetch. The ticker reads the sorted `t:` keys by a seek "
-            "up to now, not a scan, so the N armed entries that are not due are never read.")
+        line = (f"- **Lateness** with {n:,} armed: p50 {tot['p50_ms']:,.0f} ms, p99 "
+                f"{tot['p99_ms']:,.0f} ms; the ticker's part (its 0.1 s period: a deadline "
+                f"waits for the next tick) is {tk['p50_ms']:,.0f} ms at p50 and "
+                f"{tk['max_ms']:,.0f} ms at most, the rest is the `Expire` command's trip "
+                "through `case.commands` and the writer's batch. The ticker reads the sorted "
+                "`t:` keys by a seek up to now, not a scan, so the armed entries that are not "
+                "due are never read")
+        bl = d.get("baseline")
+        if bl and bl.get("lateness"):
+            line += (f". The same load before the N were opened ({bl['armed']:,.0f} armed): "
+                     f"p50 {bl['lateness']['p50_ms']:,.0f} ms, p99 "
+                     f"{bl['lateness']['p99_ms']:,.0f} ms")
+            cb, cn = bl.get("cpu") or {}, lt.get("cpu") or {}
+            if cb.get("broker") is not None and cn.get("broker") is not None:
+                line += (f"; the broker used {cb['broker']:.2f} of a core then and "
+                         f"{cn['broker']:.2f} with the N's records in its memory storage, for "
+                         "the same traffic (the worker "
+                         f"{cb.get('worker', 0):.2f} and {cn.get('worker', 0):.2f})")
+        out.append(line + ".")
     for b in d.get("bursts") or []:
         tl = {s_: (x, y) for s_, x, y in b.get("timeline") or []}
         ctl = b["control"]
@@ -1111,15 +1174,15 @@ def render(data: dict[str, Any]) -> str:
         f"| load average (1 min) at start / end | {data['load'][0]} / {data['load'][1]} |",
         f"| CPU used during the run | {cpu} |",
         "",
-        "Broker, load generator (this script, which also reads every case event it checks) and "
-        "worker share these cores.",
+        "Broker, load generator (this script) and worker share these cores.",
         "",
         "## Method",
         "",
         f"`python -m bench.timers --cases {n} --intake-rate {a['intake_rate']:g} --short-rate "
         f"{a['short_rate']:g} --short-seconds {a['short_seconds']:g} --burst-size "
         f"{a['burst_size']} --burst-rates {','.join(a['burst_rates'])} --kill-batch "
-        f"{a['kill_batch']} --down-seconds {a['down_seconds']:g}` (`make bench-timers`). One "
+        f"{a['kill_batch']} --down-seconds {a['down_seconds']:g} --baseline-seconds "
+        f"{a.get('baseline_seconds', 0):g}` (`make bench-timers`). One "
         "fresh embedded broker and one engine worker (`python -m engine.cli worker`, RocksDB "
         "store, 4 partitions) for the whole run, with this policy (`ZHIDA_POLICY`):",
         "",
@@ -1132,39 +1195,51 @@ def render(data: dict[str, Any]) -> str:
         "(`bench.scale.open_cases`); each opens a case whose one armed timer is its reminder "
         "15 days away, so `zhida_timers_armed` = N and nothing of them fires during the run. "
         "Worker RSS (`VmRSS`, settled) before and after.",
-        f"- **Normal intake** all the run long: complaints at {a['intake_rate']:g}/s (long "
-        "deadlines too), paced in 20 ms ticks.",
+        f"- **Normal intake** during every step: complaints at {a['intake_rate']:g}/s (long "
+        "deadlines too), paced in 20 ms ticks (none while the N are opened).",
+        "- **Reading the outputs after the fact.** Nothing in this script consumes while a "
+        "step is measured: the embedded broker (Tansu 0.6.0, memory storage) spends CPU on "
+        "every fetch in proportion to what the fetched partitions hold, so a live reader "
+        "polling the end of `case.events` would load the broker that the engine depends on "
+        "(this run measures it: broker cores over 8 s with no extra reader and with one "
+        "polling the end of `case.events` every 20 ms, at 0 cases and at N; see N armed). "
+        "After each step the step's part of `case.events` is read, and an event's **arrival** "
+        "is its record timestamp: the worker's producer stamps it when the case writer hands "
+        "the event over (then the writer awaits delivery). Waiting for a step to finish uses "
+        "the worker's counters (`zhida_timer_firings_total`, `zhida_case_events_total`), "
+        "polled over HTTP every 0.25 s.",
         f"- **Step 1, lateness**: `{SHORT_KIND}` alarms (`intake.sensed`) at "
         f"{a['short_rate']:g}/s for {a['short_seconds']:g} s; each case climbs the ladder: "
         f"reminder at {a['short_ack'] * WARN_FRACTION:g} s (`warned`), 督办 at "
         f"{a['short_ack']:g} s (`escalated`, street late, district supervises), "
         f"{a['short_ack'] + a['short_supervise']:g} s (city supervises) and "
         f"{a['short_ack'] + 2 * a['short_supervise']:g} s (the city late: top), 4 firings per "
-        "case. The deadlines count from the alarm's record timestamp (the command time). A "
-        "consumer in this script reads `case.events` (fetch wait 20 ms) and, for every "
-        "`warned`/`escalated` event, takes **arrival − the instant it was due**: the reminder "
+        "case. The deadlines count from the alarm's record timestamp (the command time). For "
+        "every `warned`/`escalated` event: **arrival − the instant it was due**: the reminder "
         "point `at + 0.5 × (due − at)` of the case's `dispatched` event (case events do not "
         "carry `warn_at`), that event's `due`, then the previous `escalated` event's "
-        "`supervise_due`. This includes the ticker's period (0.1 s), the command's trip "
-        "through `case.commands`, the writer's batch and both delivery phases, and the "
-        "consumer's fetch. The event's own `at` is the ticker's now at firing, so `at − due "
-        "instant` is the ticker's part alone. The engine's `zhida_timer_lateness_seconds` "
-        "histogram (instant → writer applying it) is given too, as bucket bounds.",
+        "`supervise_due`. This includes the ticker's period (0.1 s), the `Expire` command's "
+        "trip through `case.commands` (produce, the writer's fetch) and the writer's batch. "
+        "The event's own `at` is the ticker's now at firing, so `at − instant` is the "
+        "ticker's part alone. The engine's `zhida_timer_lateness_seconds` histogram (instant "
+        "→ writer applying it) is given too, as bucket bounds. The same step runs first for "
+        f"{a.get('baseline_seconds', 0):g} s before the N are opened (the baseline: the same "
+        "load with nothing else armed).",
         f"- **Step 2, burst**: {a['burst_size']:,} of the armed cases get a unit update "
         "`{action: suspend, until: T}` from their holder (the unit the engine routed them to, "
         f"computed with the engine's `route`); T is one instant, so {a['burst_size']:,} "
         "`resume` timers fall due at T together. Once all are suspended, complaints are "
         "offered at the step's rate; the **control** window runs from 3 s after that until "
-        "0.5 s before T (no timer due), the **burst** window from T to the arrival of the last "
-        "`resumed` event. Intake throughput = complaints whose `dispatched` event arrived in "
-        "the window / its length; latency = produce → `dispatched` arrival for the "
+        "0.5 s before T (no timer due), the **burst** window from T to the last `resumed` "
+        "event. Intake throughput = complaints whose `dispatched` event falls in the window / "
+        "its length; latency = produce call → `dispatched` event for the "
         "complaints produced in the window. \"cap\" in `--burst-rates` is 80 % of the rate "
         "at which the N cases were opened.",
         f"- **Step 3, SIGKILL**: {a['kill_batch']:,} other armed cases are suspended until "
         f"instants spread over the {a['down_seconds']:g} s the worker is going to be down; "
         "its session is SIGKILLed (`os.killpg`) before the first, restarted on the same data "
         "dir 0.5 s after the last (complaints keep arriving meanwhile). Time to `/readyz` "
-        "200, then from `/readyz` to the first and the last `resumed` event read back.",
+        "200, then from `/readyz` to the first and the last `resumed` event.",
         "- **Exactly once**: per case, the distinct events (by `seq`) of the firing's type; a "
         "record repeating an `event_id` is a duplicate (allowed after a crash: consumers drop "
         "it by id) and counted apart; the same `seq` with another type would be a fork.",
@@ -1197,6 +1272,12 @@ def render(data: dict[str, Any]) -> str:
     if d.get("store_disk") is not None:
         lines.append(f"| data dir on disk at N | {mib(d['store_disk'])} "
                      f"({d['store_disk'] / n:,.0f} B per case) |")
+    for key, at in (("reader_cost0", "0 cases"), ("reader_cost", f"{n:,} cases")):
+        if d.get(key):
+            rc = d[key]
+            lines.append(f"| broker cores at {at}, idle: nobody else reading / one more "
+                         f"consumer polling the end of `case.events` | {rc['quiet']:.2f} / "
+                         f"**{rc['reader']:.2f}** |")
     if d.get("broker_rss") is not None:
         lines.append(f"| broker RSS at the end (memory storage, for scale) | "
                      f"{mib(d['broker_rss'])} |")
