@@ -264,10 +264,28 @@ def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespac
         f"p99 {fmt_ms(stats.percentile(99))} (n={len(stats.latencies_ms)}, "
         "from producing the input to reading its first order)",
     ]
+    lines += directive_lines(stats, topo)
     if stats.undispatched:
         lines.append(f"  {stats.undispatched} inputs had no order by the end of the run")
     if stats.errors:
         lines.append(f"  simulator errors: {stats.errors}")
+    return lines
+
+
+def directive_lines(stats: SimStats, topo: Topology) -> list[str]:
+    """Each directive as its issuer sees it: receipts, time to full receipt, escalations."""
+    if not stats.directives:
+        return []
+    lines = ["", f"  directives (政令一键智达): {len(stats.directives)} issued; "
+             f"{stats.directive_silent} tasks never signed for by their unit"]
+    for t in stats.directives.values():
+        full = (f"all signed {t.fully_acknowledged_after:.1f} s after issue"
+                if t.fully_acknowledged_after is not None else "not all signed")
+        lines.append(
+            f"    {t.title} ({topo.name(t.issuer)} → {t.targets} units): "
+            f"acknowledged {len(t.acknowledged)}/{t.targets} ({t.ack_ratio:.1%}), {full}; "
+            f"reported {len(t.reported)}; {len(t.reminders)} reminders, "
+            f"{len(t.escalations)} escalations" + ("; completed" if t.completed else ""))
     return lines
 
 

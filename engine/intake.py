@@ -32,6 +32,7 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
         try:
             origin = engine.origin_of(event)
             cmd = to_command(event.message.value, origin, engine.input_time(origin))
+            raw = encode(cmd)
         except Refused as r:
             await engine.dead_letter_event(event, r.reason, r.detail)
             continue
@@ -39,7 +40,7 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
             log.exception("intake_failed", topic=event.message.topic)
             await engine.dead_letter_event(event, "schema", f"could not be processed: {e!r}")
             continue
-        await engine.send_command(cmd.case_id, encode(cmd))
+        await engine.send_command(cmd.case_id, raw)
 
 
 def register(engine: Engine, name: str, to_command: ToCommand) -> None:

@@ -16,7 +16,12 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from engine.core.model import EventType, StateName
-from schemas.outbound import CitizenNotification, DeadLetterReason, DispatchOrder
+from schemas.outbound import (
+    CitizenNotification,
+    DeadLetterReason,
+    DirectiveEventMessage,
+    DispatchOrder,
+)
 from topics import SPECS
 
 if TYPE_CHECKING:
@@ -27,7 +32,8 @@ INPUT_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction == "in
 CONSUMED_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction != "out")
 # the consumers with a contiguity guard: one per inbound handler, and the case writer
 GUARDED_CONSUMERS: tuple[str, ...] = (*(f"intake_{t}" for t in INPUT_TOPICS), "case_commands")
-DUPLICATE_KINDS: tuple[str, ...] = ("open", "update", "rate")
+DUPLICATE_KINDS: tuple[str, ...] = ("open", "update", "rate", "directive_issue",
+                                     "directive_update")
 TIMER_KINDS: tuple[str, ...] = ("warn", "due", "supervise", "resume")
 DEADLETTER_REASONS: tuple[str, ...] = get_args(DeadLetterReason)
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
@@ -40,6 +46,7 @@ def _literal(model: Any, field: str) -> tuple[str, ...]:
 
 ORDER_KINDS = _literal(DispatchOrder, "kind")
 NOTICE_KINDS = _literal(CitizenNotification, "kind")
+DIRECTIVE_EVENT_TYPES = _literal(DirectiveEventMessage, "type")
 
 
 class Metrics:
@@ -56,6 +63,9 @@ class Metrics:
                                    registry=r)
         self.case_events = Counter("zhida_case_events_total", "Case events emitted", ["type"],
                                    registry=r)
+        self.directive_events = Counter(
+            "zhida_directive_events_total", "Directive and task events emitted", ["type"],
+            registry=r)
         self.orders = Counter("zhida_dispatch_orders_total", "Orders sent to dispatch topics",
                               ["kind"], registry=r)
         self.notifications = Counter("zhida_citizen_notifications_total",
@@ -105,7 +115,8 @@ class Metrics:
             ["consumer"], registry=r)
         # SLA timers (engine/core/sla.py, engine/timers.py)
         self.timers_armed = Gauge(
-            "zhida_timers_armed", "Cases on this worker's partitions with an armed SLA timer",
+            "zhida_timers_armed",
+            "Cases and directive tasks on this worker's partitions with an armed SLA timer",
             registry=r)
         self.timer_firings = Counter(
             "zhida_timer_firings_total",
@@ -136,6 +147,7 @@ class Metrics:
                                 (self.duplicates, DUPLICATE_KINDS),
                                 (self.deadletters, DEADLETTER_REASONS),
                                 (self.case_events, EVENT_TYPES),
+                                (self.directive_events, DIRECTIVE_EVENT_TYPES),
                                 (self.orders, ORDER_KINDS),
                                 (self.notifications, NOTICE_KINDS),
                                 (self.cases, CASE_STATES),

@@ -15,6 +15,10 @@ Keys (one table, one changelog, so every record of a partition shares one ordere
 - ``p:<digest>``        a policy version some case on the partition was opened under
 - ``t:<due ms>:<case>`` the case's one armed timer (engine/core/sla.py): RocksDB keeps keys
                         sorted, so the ticker reads what is due as a range, never a scan
+- ``d:<directive>``     ``DirectiveState``: counts and shared deadlines (engine/core/directive.py)
+- ``k:<directive>|<target>`` one ``Task`` per target: an ack rewrites one small record
+- ``t:<due ms>:<directive>|<target>`` a task's one armed timer (unit codes have no ``|``,
+                        case ids neither: the last ``|`` splits a task's timer key)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 from pydantic import BaseModel
 
+from engine.core.directive import DirectiveState, Task
 from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.core.sla import Timer
 
@@ -58,13 +63,27 @@ def policy_key(digest: str) -> bytes:
     return f"p:{digest}".encode()
 
 
+def directive_key(directive_id: str) -> bytes:
+    return f"d:{directive_id}".encode()
+
+
+def task_prefix(directive_id: str) -> bytes:
+    return f"k:{directive_id}|".encode()
+
+
+def task_key(directive_id: str, target: str) -> bytes:
+    return task_prefix(directive_id) + target.encode()
+
+
 TIMER_PREFIX = b"t:"
 MS_DIGITS = 15
 
 
-def timer_key(case_id: str, at: datetime) -> bytes:
+def timer_key(case_id: str, at: datetime, target: str | None = None) -> bytes:
+    """A case's timer, or with ``target`` a directive task's (``case_id`` the directive)."""
     ms = int(at.timestamp() * 1000)
-    return f"t:{ms:0{MS_DIGITS}d}:{case_id}".encode()
+    owner = case_id if target is None else f"{case_id}|{target}"
+    return f"t:{ms:0{MS_DIGITS}d}:{owner}".encode()
 
 
 def timer_bound(now: datetime) -> bytes:
@@ -74,12 +93,15 @@ def timer_bound(now: datetime) -> bytes:
 
 
 def dump_timer(t: Timer) -> bytes:
-    return orjson.dumps({"kind": t.kind, "stage": t.stage, "at": t.at})
+    d: dict[str, Any] = {"kind": t.kind, "stage": t.stage, "at": t.at}
+    if t.target is not None:
+        d["target"] = t.target
+    return orjson.dumps(d)
 
 
 def load_timer(raw: bytes) -> Timer:
     d = orjson.loads(raw)
-    return Timer(d["kind"], d["stage"], datetime.fromisoformat(d["at"]))
+    return Timer(d["kind"], d["stage"], datetime.fromisoformat(d["at"]), d.get("target"))
 
 
 ZLIB = 0x01  # first byte of a compressed value; JSON values start with '{' or '['
@@ -96,9 +118,15 @@ def unpack(raw: bytes) -> Any:
     return orjson.loads(zlib.decompress(raw[1:]) if raw[:1] == b"\x01" else raw)
 
 
-def dump(model: BaseModel) -> bytes:
-    """Compact: defaults left out, and the case id, which the key already says."""
-    return pack(model.model_dump(mode="python", exclude_defaults=True, exclude={"case_id"}))
+def dump(model: BaseModel, exclude: frozenset[str] = frozenset({"case_id"})) -> bytes:
+    """Compact: defaults left out, and the ids, which the key already says."""
+    return pack(model.model_dump(mode="python", exclude_defaults=True, exclude=set(exclude)))
+
+
+DIRECTIVE_IDS = frozenset({"directive_id"})
+TASK_IDS = frozenset({"directive_id", "target"})
+# what a stored task leaves out (its defaults), put back when tasks are read as dicts
+TASK_DEFAULTS = {name: f.default for name, f in Task.model_fields.items() if name not in TASK_IDS}
 
 
 def dump_events(events: list[CaseEvent]) -> bytes:
@@ -259,10 +287,49 @@ class CaseStore:
     def file(self, case_id: str, partition: int | None = None) -> CaseFile | None:
         return self._record(CaseFile, file_key(case_id), case_id, partition)
 
-    def _record(self, model: type[M], key: bytes, case_id: str, partition: int | None
-                ) -> M | None:
+    def _record(self, model: type[M], key: bytes, case_id: str, partition: int | None,
+                id_field: str = "case_id") -> M | None:
         raw = self.get(self.partition(case_id) if partition is None else partition, key)
-        return None if raw is None else model.model_validate({**unpack(raw), "case_id": case_id})
+        return None if raw is None else model.model_validate({**unpack(raw), id_field: case_id})
+
+    def directive(self, directive_id: str, partition: int | None = None
+                  ) -> DirectiveState | None:
+        return self._record(DirectiveState, directive_key(directive_id), directive_id,
+                            partition, id_field="directive_id")
+
+    def task(self, directive_id: str, target: str, partition: int | None = None
+             ) -> Task | None:
+        p = self.partition(directive_id) if partition is None else partition
+        raw = self.get(p, task_key(directive_id, target))
+        if raw is None:
+            return None
+        return Task.model_validate({**unpack(raw), "directive_id": directive_id,
+                                    "target": target})
+
+    def tasks(self, directive_id: str) -> list[dict[str, Any]]:
+        """Every task of a directive as stored (plain dicts, target filled in): one prefix
+        read, no model per task (GET /directives/{id} reads 1,031 of them)."""
+        p = self.partition(directive_id)
+        prefix = task_prefix(directive_id)
+        out = []
+        for k, raw in self._prefixed(p, prefix):
+            out.append({**TASK_DEFAULTS, **unpack(raw), "target": k[len(prefix):].decode()})
+        return out
+
+    def _prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        if self.rocks:
+            it = self._store._db_for_partition(partition).iter()
+            it.seek(prefix)
+            while it.valid():
+                k = it.key()
+                if not k.startswith(prefix):
+                    return
+                yield k, it.value()
+                it.next()
+            return
+        data = self._store.data
+        for k in sorted(k for k in data if k.startswith(prefix)):
+            yield k, data[k]
 
     def history(self, case_id: str, upto: int) -> list[CaseEvent]:
         """Every event up to ``upto``: one read per command, not per event."""
@@ -288,4 +355,6 @@ class CaseStore:
 
 
 def _timer_case(key: bytes) -> str:
-    return key.decode().split(":", 2)[2]
+    """The aggregate a timer key belongs to: a case id, or a task's directive id."""
+    owner = key.decode().split(":", 2)[2]
+    return owner.rsplit("|", 1)[0]

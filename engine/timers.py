@@ -1,5 +1,8 @@
 """The ticker: fires the SLA timers that fell due as commands to the case's own writer.
 
+(Directive tasks' timers share the index and the ticker: their firing is a
+``DirectiveExpire`` keyed by the directive, naming the target.)
+
 Deadlines are data: each case's one armed timer lives in the durable index (``t:`` keys in
 the case writer's store, engine/store.py), written with the state. Every ``TICK_S`` the
 ticker reads, for each partition this worker owns, the keys due up to now, in due order, and
@@ -21,7 +24,7 @@ from typing import Any
 
 from engine import logs
 from engine.app import Engine
-from engine.core.model import Command, Expire
+from engine.core.model import Command, DirectiveExpire, Expire
 from schemas.codec import encode
 
 log = logs.get("zhida.timers")
@@ -78,8 +81,13 @@ class Ticker:
             if first is not None:
                 oldest = first if oldest is None else min(oldest, first)
             for key, case_id, timer in due:
-                cmd = Command(case_id=case_id, at=now, body=Expire(
-                    timer=timer.kind, stage=timer.stage, instant=timer.at))
+                body: Expire | DirectiveExpire
+                if timer.target is not None:  # a directive task's (case_id: the directive)
+                    body = DirectiveExpire(target=timer.target, timer=timer.kind,
+                                           stage=timer.stage, instant=timer.at)
+                else:
+                    body = Expire(timer=timer.kind, stage=timer.stage, instant=timer.at)
+                cmd = Command(case_id=case_id, at=now, body=body)
                 await engine.send_command(case_id, encode(cmd))
                 self.in_flight[key] = mono
                 sent += 1

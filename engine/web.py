@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.app import Engine
+from engine.core import directive
 from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.health import Health
 from engine.logs import mask_name, mask_phone
@@ -101,3 +103,14 @@ def register(engine: Engine, health: Health | None = None) -> None:
             return self.json({"error": "unknown case", "case_id": case_id}, status=404)
         return self.json(case_view(state, engine.store.file(case_id),
                                    engine.store.history(case_id, state.seq)))
+
+    @app.page("/directives/{directive_id}")
+    @app.table_route(table=engine.cases, match_info="directive_id")
+    async def directive_status(self: View, request: Request, directive_id: str) -> Response:
+        d = engine.store.directive(directive_id)
+        if d is None:
+            return self.json({"error": "unknown directive", "directive_id": directive_id},
+                             status=404)
+        return self.bytes(orjson.dumps(directive.status(d, engine.store.tasks(directive_id),
+                                                        engine.clock())),
+                          content_type="application/json")

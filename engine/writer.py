@@ -47,16 +47,20 @@ from engine.core import (
     Ignored,
     apply,
     decide,
+    directive,
     file_after,
     react,
     sla,
 )
-from engine.core.model import Expire
+from engine.core.model import DIRECTIVE_KINDS, DirectiveExpire, Expire
 from engine.guard import ContiguityGuard
 from engine.policy import Policy
 from engine.store import (
+    DIRECTIVE_IDS,
+    TASK_IDS,
     TIMER_PREFIX,
     Marks,
+    directive_key,
     dump,
     dump_events,
     dump_timer,
@@ -65,6 +69,7 @@ from engine.store import (
     marks_key,
     policy_key,
     state_key,
+    task_key,
     timer_key,
 )
 
@@ -101,6 +106,8 @@ class CaseWriter:
         self._marks: dict[int, Marks] = {}
         self._states: dict[str, CaseState | None] = {}
         self._files: dict[str, CaseFile] = {}
+        self._directives: dict[str, directive.DirectiveState | None] = {}
+        self._tasks: dict[tuple[str, str], directive.Task | None] = {}
         self._policies_kept: set[tuple[int, str]] = set()
 
     # ---- marks: the partition's durable watermark and counts ----
@@ -126,6 +133,8 @@ class CaseWriter:
     async def handle(self, events: Sequence[EventT]) -> None:
         self._states.clear()
         self._files.clear()
+        self._directives.clear()
+        self._tasks.clear()
         batch = _Batch()
         for event in events:
             m = event.message
@@ -154,6 +163,9 @@ class CaseWriter:
             batch.outputs.append(engine.dead_letter_record(
                 "schema", f"bad internal command: {e}", topic=m.topic, partition=p,
                 offset=offset, key=m.key, value=m.value))
+            return
+        if cmd.body.kind in DIRECTIVE_KINDS:
+            self._directive(batch, cmd, p, offset, fresh)
             return
         state = self._state(cmd.case_id, p)
         if state is not None and offset <= state.through:
@@ -215,6 +227,87 @@ class CaseWriter:
         else:
             batch.outputs.append(engine.dead_letter_origin_record(
                 cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    def _directive(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool
+                   ) -> None:
+        """A directive command: the same phases as a case's, over the directive's records
+        (``d:`` in phase 2 with its tasks ``k:``; task timers ``t:`` in phase 1)."""
+        engine, metrics = self.engine, self.engine.metrics
+        did = cmd.case_id
+        d = self._directive_state(did, p)
+        if d is not None and offset <= d.through:
+            metrics.replays.inc()
+            return
+        if d is not None:
+            self._know_policy(d.policy, p)
+        target = directive.target_of(cmd)
+        task = self._task(did, target, p) if target is not None and d is not None else None
+        try:
+            decision = directive.decide(d, task, cmd, engine.world)
+            if isinstance(decision, directive.Changed):
+                outputs = directive.react(decision.directive, decision.events,
+                                          engine.world.topology, decision.issue)
+        except Exception as e:  # a bug in the core must not stop every other aggregate
+            log.exception("decide_failed", directive_id=did, kind=cmd.body.kind)
+            metrics.internal_errors.inc()
+            batch.outputs.append(engine.dead_letter_origin_record(
+                cmd.origin, "invalid_transition",
+                f"engine error deciding {cmd.body.kind} for directive {did}: {e!r}",
+                at=cmd.at))
+            return
+        if isinstance(decision, directive.Changed):
+            new = decision.directive.model_copy(update={"through": offset})
+            batch.outputs.extend(engine.output_record(out) for out in outputs)
+            marks = batch.marks[p]
+            if d is None:
+                self._keep_policy(batch, new.policy, p)
+            for t in decision.tasks:
+                before = directive.next_timer(task) if task is not None else None
+                after = directive.next_timer(t)
+                if before != after:
+                    if before is not None:
+                        batch.put(batch.derived, p, timer_key(did, before.at, t.target), None)
+                    if after is not None:
+                        batch.put(batch.derived, p, timer_key(did, after.at, t.target),
+                                  dump_timer(after))
+                    if fresh:
+                        marks.timers += (after is not None) - (before is not None)
+                batch.put(batch.states, p, task_key(did, t.target), dump(t, TASK_IDS))
+                self._tasks[(did, t.target)] = t
+            batch.put(batch.states, p, directive_key(did), dump(new, DIRECTIVE_IDS))
+            self._directives[did] = new
+            body = cmd.body
+            if isinstance(body, DirectiveExpire) and fresh:
+                metrics.timer_firings.labels(body.timer).inc()
+                lateness = (engine.clock() - body.instant).total_seconds()
+                metrics.timer_lateness.observe(max(lateness, 0.0))
+            if fresh:
+                for e in decision.events:
+                    metrics.directive_events.labels(e.type).inc()
+                engine.metrics.count_outputs(outputs)
+        elif isinstance(decision, Duplicate):
+            metrics.duplicates.labels(cmd.body.kind).inc()
+        elif isinstance(decision, Ignored):
+            metrics.ignored.inc()
+            body = cmd.body
+            if isinstance(body, DirectiveExpire):  # a stale index entry: drop it
+                current = directive.next_timer(task) if task is not None else None
+                if current is None or current.at != body.instant:
+                    batch.put(batch.derived, p, timer_key(did, body.instant, body.target),
+                              None)
+        else:
+            batch.outputs.append(engine.dead_letter_origin_record(
+                cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    def _directive_state(self, did: str, partition: int) -> directive.DirectiveState | None:
+        if did in self._directives:
+            return self._directives[did]
+        return self.store.directive(did, partition)
+
+    def _task(self, did: str, target: str, partition: int) -> directive.Task | None:
+        if (did, target) in self._tasks:
+            return self._tasks[(did, target)]
+        return self.store.task(did, target, partition)
 
     def _know_policy(self, digest: str, partition: int) -> None:
         """Load the policy version a case was opened under, if this worker lacks it."""

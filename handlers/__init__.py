@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from engine.app import Engine
-from handlers import case_commands, citizen_feedback, complaints, sensed, unit_updates
+from handlers import (
+    case_commands,
+    citizen_feedback,
+    complaints,
+    directives,
+    sensed,
+    unit_updates,
+)
 
-MODULES = (complaints, sensed, unit_updates, citizen_feedback, case_commands)
+MODULES = (complaints, sensed, directives, unit_updates, citizen_feedback, case_commands)
 
 
 def register_all(engine: Engine) -> None:

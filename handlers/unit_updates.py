@@ -1,4 +1,8 @@
-"""``zhida.unit.updates`` → case commands (directive updates wait for the directive work)."""
+"""``zhida.unit.updates`` → case commands, or directive commands for ``directive_id``.
+
+A directive update is about one task: the actor's own, or, for an ancestor acting for a
+target, the task it names in ``target`` (an extra field; CONTRACT.md welcomes more fields).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,20 @@ from datetime import datetime
 
 from engine import intake
 from engine.app import Engine
-from engine.core.model import ApplyUpdate, Command, Origin
+from engine.core.model import ApplyUpdate, Command, DirectiveUpdate, Origin
 from schemas.codec import Refused, decode
 from schemas.inbound import UnitUpdate
 
 
 def to_command(raw: bytes | None, origin: Origin, now: datetime) -> Command:
     u = decode(UnitUpdate, raw)
-    if u.case_id is None:
-        raise Refused("unknown_case", f"directive {u.directive_id} is unknown: this engine "
-                      "version does not process directives yet")
+    if u.directive_id is not None:
+        target = (u.model_extra or {}).get("target", u.actor)
+        if not isinstance(target, str) or not target:
+            raise Refused("schema", "target, when given, must be a unit code")
+        return Command(case_id=u.directive_id, at=now,
+                       body=DirectiveUpdate(update=u, target=target), origin=origin)
+    assert u.case_id is not None  # the schema requires exactly one of the two ids
     return Command(case_id=u.case_id, at=now, body=ApplyUpdate(update=u), origin=origin)
 
 

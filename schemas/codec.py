@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TypeVar
 
 import orjson
@@ -48,7 +49,15 @@ def _summarise(e: ValidationError) -> str:
 
 
 def encode(model: BaseModel) -> bytes:
-    return orjson.dumps(model.model_dump(mode="python"))
+    return orjson.dumps(model.model_dump(mode="python"), default=_default)
+
+
+def _default(obj: object) -> object:
+    """What orjson lacks: durations (a directive's ``ack_within``) as seconds, which
+    pydantic reads back as the same ``timedelta``."""
+    if isinstance(obj, timedelta):
+        return obj.total_seconds()
+    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
 
 
 def dumps(obj: object) -> bytes:

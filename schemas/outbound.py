@@ -39,6 +39,8 @@ class DispatchOrder(Out):
     location: dict[str, Any] | None = None
     role: Literal["handler", "assist"] = "handler"
     late_unit: str | None = None  # kind=supervision: the unit that missed the deadline
+    issuer: str | None = None  # directive orders: the issuing centre
+    body: str | None = None  # kind=directive: the directive's text
     source: Literal["complaint", "sensed"] | None = None
     citizen: dict[str, Any] | None = None
     issued_at: Time
@@ -71,6 +73,31 @@ class CaseEventMessage(Out):
     supervisor: str | None = None  # escalated: the unit supervising now (督办)
     supervise_due: Time | None = None  # escalated: the supervisor's deadline
     top: bool | None = None  # escalated: the breach reached the city centre
+
+
+class DirectiveEventMessage(Out):
+    """One change of a directive or of one target's task on ``zhida.directive.events``."""
+
+    event_id: str
+    directive_id: str
+    seq: int
+    type: Literal["issued", "delivered", "acknowledged", "reported", "warned", "escalated",
+                  "completed"]
+    at: Time
+    target: str | None = None  # per-target events
+    state: Literal["delivered", "acknowledged", "reported"] | None = None  # the task's, after
+    due: Time | None = None
+    stage: Literal["ack", "report"] | None = None
+    escalation_level: int = 0
+    actor: str | None = None
+    note: str | None = None  # reported: the target's 落实反馈
+    late_unit: str | None = None
+    supervisor: str | None = None
+    supervise_due: Time | None = None
+    top: bool | None = None
+    issuer: str | None = None  # issued
+    title: str | None = None  # issued
+    targets: int | None = None  # issued: how many tasks
 
 
 class CitizenNotification(Out):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.inbound import Citizen, CitizenFeedback, UnitUpdate
+from schemas.inbound import Citizen, CitizenFeedback, Directive, UnitUpdate
 
 StateName = Literal[
     "received", "triage", "dispatched", "acknowledged", "suspended", "resolved", "closed"
@@ -105,10 +105,42 @@ class Expire(Frozen):
     instant: datetime
 
 
-Body = Annotated[OpenCase | ApplyUpdate | ApplyRating | Expire, Field(discriminator="kind")]
+DirectiveStage = Literal["ack", "report"]
+
+
+class IssueDirective(Frozen):
+    """A directive from ``zhida.intake.directives``: the writer fans it out (core/directive.py)."""
+
+    kind: Literal["directive_issue"] = "directive_issue"
+    directive: Directive
+
+
+class DirectiveUpdate(Frozen):
+    """A target's ``ack`` or ``report`` (or an ancestor's, acting for ``target``)."""
+
+    kind: Literal["directive_update"] = "directive_update"
+    update: UnitUpdate
+    target: str  # the task it is about: the actor, or the ``target`` an ancestor names
+
+
+class DirectiveExpire(Frozen):
+    """A task's timer fell due; applied only while the task has exactly that timer armed."""
+
+    kind: Literal["directive_expire"] = "directive_expire"
+    target: str
+    timer: TimerKind
+    stage: DirectiveStage | None
+    instant: datetime
+
+
+Body = Annotated[OpenCase | ApplyUpdate | ApplyRating | Expire | IssueDirective
+                 | DirectiveUpdate | DirectiveExpire, Field(discriminator="kind")]
+DIRECTIVE_KINDS = frozenset({"directive_issue", "directive_update", "directive_expire"})
 
 
 class Command(Frozen):
+    # the aggregate's id: a case id, or for the ``directive_*`` bodies a directive id (both
+    # aggregates share the command log and its single writer; their records are apart)
     case_id: str
     at: datetime  # engine time when the input was taken: the core's "now", stable on replay
     body: Body
@@ -123,6 +155,12 @@ class Command(Frozen):
             return f"update:{b.update.update_id}"
         if isinstance(b, ApplyRating):
             return f"feedback:{b.feedback.feedback_id}"
+        if isinstance(b, IssueDirective):
+            return f"directive:{b.directive.directive_id}"
+        if isinstance(b, DirectiveUpdate):
+            return f"update:{b.update.update_id}"
+        if isinstance(b, DirectiveExpire):
+            return f"expire:{b.target}:{b.timer}:{b.stage}:{b.instant.isoformat()}"
         return f"expire:{b.timer}:{b.stage}:{b.instant.isoformat()}"
 
 

@@ -15,7 +15,7 @@ from engine.core.model import SUMMARY_CHARS, CaseEvent, CaseFile, CaseState
 from engine.topology import Topology
 from schemas.outbound import CaseEventMessage, CitizenNotification, DispatchOrder
 
-Channel = Literal["case_events", "dispatch", "notifications"]
+Channel = Literal["case_events", "dispatch", "notifications", "directive_events"]
 
 HOLDER_CHANGES = frozenset({"dispatched", "triaged", "returned", "assigned", "reopened"})
 

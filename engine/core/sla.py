@@ -34,6 +34,22 @@ class Timer:
     kind: TimerKind
     stage: Stage | None
     at: datetime
+    target: str | None = None  # a directive task's target; None for a case
+
+
+def ladder_timer(stage: Any, warn_at: datetime | None, due: datetime | None,
+                 supervisor: str | None, supervise_due: datetime | None, top: bool,
+                 target: str | None = None) -> Timer | None:
+    """The earliest of a running stage's reminder, deadline and supervision deadline: the
+    one ladder cases and directive tasks climb alike."""
+    candidates = []
+    if warn_at is not None:
+        candidates.append(Timer("warn", stage, warn_at, target))
+    if due is not None and supervisor is None and not top:
+        candidates.append(Timer("due", stage, due, target))
+    if supervise_due is not None and not top:
+        candidates.append(Timer("supervise", stage, supervise_due, target))
+    return min(candidates, key=lambda t: t.at) if candidates else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +93,7 @@ def next_timer(s: CaseState) -> Timer | None:
         if s.pause is not None and s.pause.until is not None:
             return Timer("resume", s.stage, s.pause.until)
         return None  # the clock is stopped
-    candidates = []
-    if s.warn_at is not None:
-        candidates.append(Timer("warn", s.stage, s.warn_at))
-    if s.due is not None and s.supervisor is None and not s.top:
-        candidates.append(Timer("due", s.stage, s.due))
-    if s.supervise_due is not None and not s.top:
-        candidates.append(Timer("supervise", s.stage, s.supervise_due))
-    return min(candidates, key=lambda t: t.at) if candidates else None
+    return ladder_timer(s.stage, s.warn_at, s.due, s.supervisor, s.supervise_due, s.top)
 
 
 def late_unit(s: CaseState, world: World) -> str:

@@ -68,6 +68,9 @@ class SimStats:
     unanswered: int = 0  # citizens who never rate
     notifications: Counter[str] = field(default_factory=Counter)
     errors: int = 0
+    directives: dict[str, Any] = field(default_factory=dict)  # id → sim.directives.Tracked
+    directive_silent: int = 0  # directive tasks never signed for
+    directive_updates: int = 0  # acks and reports sent for directive tasks
     latencies_ms: list[float] = field(default_factory=list)
     _sent_at: dict[str, float] = field(default_factory=dict, repr=False)
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from engine.policy import Policy
 from engine.sim import CHONGQING, Listener, Scheduler, Sender, SimStats, now_iso
+from engine.sim.directives import Targets
 from engine.sim.generator import street_weight
 from engine.topology import CITY_TOPIC_KEY, Topology
 from topics import TopicNames
@@ -83,6 +84,7 @@ class Centres(Listener):
         self._returned: set[str] = set()  # cases a street has returned once
         self._handler: dict[str, dict[str, Any]] = {}  # case → its latest handler order
         # the city centre places triaged cases where the work is: the busier streets
+        self.targets = Targets(names, topology, sender, scheduler, stats, self.rng, self.speed)
         self._streets = topology.streets
         self._cum_weights = list(itertools.accumulate(street_weight(topology, s)
                                                       for s in self._streets))
@@ -94,6 +96,14 @@ class Centres(Listener):
 
     def on_order(self, order: dict[str, Any], topic_key: str) -> None:
         kind = order.get("kind")
+        if order.get("directive_id"):  # a directive's task (engine/sim/directives.py)
+            if kind == "directive":
+                self.targets.on_order(order)
+            elif kind == "supervision":
+                self.targets.on_supervision(order)
+            else:
+                self.stats.other_orders[f"directive {kind}"] += 1
+            return
         if kind == "supervision":
             self._on_supervision(order)
             return

@@ -32,6 +32,7 @@ from engine.catalogue import Catalogue
 from engine.sim import CHONGQING, Scheduler, Sender, SimStats
 from engine.sim.centres import Centres
 from engine.sim.citizens import Citizens
+from engine.sim.directives import Desk
 from engine.sim.generator import Generator, Input
 from engine.topology import CITY_TOPIC_KEY, Topology
 from topics import TopicNames
@@ -46,7 +47,8 @@ async def run_simulation(bootstrap: str, prefix: str = "zhida.", rate: float = 2
                          duration: float = 30.0, seed: int = 12345, drain: float = 20.0,
                          speed: float = 60.0, progress: Progress | None = None, *,
                          topology: Topology | None = None,
-                         catalogue: Catalogue | None = None) -> SimStats:
+                         catalogue: Catalogue | None = None,
+                         directives: bool = True) -> SimStats:
     topo = topology or Topology.load()
     cat = catalogue or Catalogue.load()
     names = TopicNames(prefix)
@@ -58,14 +60,19 @@ async def run_simulation(bootstrap: str, prefix: str = "zhida.", rate: float = 2
     sender = Sender(producer, stats)
     centres = Centres(bootstrap, names, topo, sender, scheduler, stats, speed=speed, seed=seed)
     citizens = Citizens(bootstrap, names, sender, scheduler, stats, speed=speed, seed=seed)
+    desk = Desk(bootstrap, names, topo, sender, scheduler, stats, speed=speed, seed=seed)
     tasks: list[asyncio.Task[None]] = []
     try:
         await centres.start()
         await citizens.start()
+        await desk.start()
         stats.started = time.monotonic()
         tasks = [asyncio.create_task(scheduler.run(), name="sim-scheduler"),
                  asyncio.create_task(centres.run(), name="sim-centres"),
-                 asyncio.create_task(citizens.run(), name="sim-citizens")]
+                 asyncio.create_task(citizens.run(), name="sim-citizens"),
+                 asyncio.create_task(desk.run(), name="sim-directives")]
+        if directives:
+            desk.plan(duration)
         if progress is not None:
             tasks.append(asyncio.create_task(_report(progress, stats), name="sim-progress"))
         generator = Generator(seed, topo, cat)
@@ -78,6 +85,7 @@ async def run_simulation(bootstrap: str, prefix: str = "zhida.", rate: float = 2
         await asyncio.gather(*tasks, return_exceptions=True)
         await centres.stop()
         await citizens.stop()
+        await desk.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
     if progress is not None:

@@ -179,3 +179,44 @@ async def test_two_workers_and_a_rebalance_fire_each_once(
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_directive_target_that_never_signs_climbs_once_per_level(
+        sla_broker: EmbeddedBroker, policy_file: Path, tmp_path: Path, out: Collector) -> None:
+    """ack_within 6 s: reminder at 3 s, the district supervises at 6 s, the city at 10 s,
+    the city's own breach at 14 s; the other target signs and is never escalated."""
+    w = new_worker(sla_broker, policy_file, tmp_path, "w").start()
+    try:
+        did = f"D-{uuid.uuid4().hex[:8]}"
+        signer = "500103003"
+        await out.send(NAMES.directives, {
+            "directive_id": did, "issuer": CITY, "title": "排查", "body": "排查",
+            "targets": {"units": [STREET, signer]}, "ack_within": "PT6S",
+            "issued_at": datetime.now(UTC).isoformat()}, key=did)
+        await out.wait_for(lambda: out.where(NAMES.directive_events, directive_id=did,
+                                             type="delivered", target=signer), timeout=20)
+        await out.send(NAMES.unit_updates, {
+            "update_id": uuid.uuid4().hex, "actor": signer, "action": "ack",
+            "directive_id": did, "at": datetime.now(UTC).isoformat()}, key=did)
+
+        def events() -> list[dict[str, Any]]:
+            seen: dict[str, dict[str, Any]] = {}
+            for r in out.where(NAMES.directive_events, directive_id=did):
+                seen.setdefault(r.value["event_id"], r.value)
+            return sorted(seen.values(), key=lambda e: e["seq"])
+
+        await out.wait_for(lambda: any(e.get("top") for e in events()), timeout=40)
+        ev = events()
+        assert [e["seq"] for e in ev] == list(range(1, len(ev) + 1))
+        ladder = [(e["type"], e.get("late_unit"), e.get("supervisor"), e["escalation_level"])
+                  for e in ev if e["type"] in ("warned", "escalated")]
+        assert ladder == [("warned", STREET, None, 0), ("escalated", STREET, DISTRICT, 1),
+                          ("escalated", DISTRICT, CITY, 2), ("escalated", CITY, None, 3)]
+        distinct = {r.value["order_id"]: r.value for r in out.records
+                    if r.topic.startswith(NAMES.prefix + "dispatch.")
+                    and r.value.get("directive_id") == did}  # copies share an order_id
+        assert Counter((o["kind"], o["target"]) for o in distinct.values()) == Counter({
+            ("directive", STREET): 1, ("directive", signer): 1, ("reminder", STREET): 1,
+            ("supervision", DISTRICT): 1, ("supervision", CITY): 1})
+    finally:
+        w.stop()
