@@ -21,6 +21,11 @@ test: $(STAMP)  ## lint, unit tests, integration tests against the embedded brok
 
 bench: $(STAMP)  ## throughput and latency baseline; writes docs/benchmarks.md
 	$(BIN)/python -m bench.run $(ARGS)
+	$(BIN)/python -m bench.directives
+
+.PHONY: bench-directives
+bench-directives: $(STAMP)  ## directive to 1,031 streets: fan-out, acks, GET status; writes docs/benchmarks-directives.md
+	$(BIN)/python -m bench.directives $(ARGS)
 
 .PHONY: bench-crash
 bench-crash: $(STAMP)  ## soak: SIGKILL the worker under load, check every output (tests/crashload.py)

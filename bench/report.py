@@ -103,6 +103,14 @@ page: firing lateness with up to 1,000,000 armed deadlines under normal intake, 
 one instant while complaints keep arriving, a SIGKILL with deadlines falling due while the
 worker is down, and the disk the timer index takes per armed deadline, next to issue 13's
 targets — [benchmarks-timers.md](benchmarks-timers.md).
+
+## Directives: fan-out, acks, status
+
+Measured by `python -m bench.directives` (`make bench-directives`, also run by `make bench`),
+which writes its own generated page: a directive to all 1,031 streets (last task on its
+dispatch topic after intake), 1,031 acks applied after they are produced, `GET
+/directives/{id}` latency with 1,031 tasks, and the changelog bytes an ack writes with 1,031
+targets and with 3, next to issue 14's targets — [benchmarks-directives.md](benchmarks-directives.md).
 """
 
 
