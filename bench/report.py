@@ -110,7 +110,8 @@ Measured by `python -m bench.directives` (`make bench-directives`, also run by `
 which writes its own generated page: a directive to all 1,031 streets (last task on its
 dispatch topic after intake), 1,031 acks applied after they are produced, `GET
 /directives/{id}` latency with 1,031 tasks, and the changelog bytes an ack writes with 1,031
-targets and with 3, next to issue 14's targets — [benchmarks-directives.md](benchmarks-directives.md).
+targets and with 3, next to issue 14's targets —
+[benchmarks-directives.md](benchmarks-directives.md).
 """
 
 

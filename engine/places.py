@@ -34,3 +34,9 @@ def address_matcher(path: Path | str | None = None) -> AddressMatcher:
 def placer() -> Placer:
     """Places any CONTRACT.md location: built once, shared (read-only)."""
     return Placer(geo_index(), address_matcher(), frozenset(Topology.load().units))
+
+
+def placer_for(topology: Topology) -> Placer:
+    """A placer for another topology file: its names for addresses, the same polygons."""
+    return Placer(geo_index(), AddressMatcher(topology.units.values(), city=topology.city),
+                  frozenset(topology.units))

@@ -73,6 +73,7 @@ class CaseEventMessage(Out):
     supervisor: str | None = None  # escalated: the unit supervising now (督办)
     supervise_due: Time | None = None  # escalated: the supervisor's deadline
     top: bool | None = None  # escalated: the breach reached the city centre
+    boundary: bool | None = None  # placed near a district line: the common ancestor assigns
 
 
 class DirectiveEventMessage(Out):

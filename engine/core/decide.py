@@ -139,19 +139,21 @@ def _open(cmd: Command, body: OpenCase, world: World) -> Decision:
     if category is None:
         return Rejected("schema", f"unknown {body.source} category {body.category!r}")
     try:
-        placement = route(world.topology, category, body.location)
+        placement = route(world.topology, category, body.location, world.placer,
+                          world.policy.border_distance_m)
     except UnknownUnit as e:
         return Rejected("unknown_unit", f"location unit {e.args[0]!r} is not in the topology")
     ev = _Events(cmd.case_id, None, cmd.at)
     digest = world.policy.digest  # frozen on the case: a new policy file applies to new cases
-    ev.add("created", "received", placement.unit, opened=body, policy=digest)
+    where = {"boundary": True} if placement.boundary else {}
+    ev.add("created", "received", placement.unit, opened=body, policy=digest, **where)
     stage: Stage = "triage" if placement.triage else "ack"
     d = sla.deadline(world, digest, body.source, body.category, body.priority, stage, cmd.at)
     fields = {"stage": stage, "due": d.due, "warn_at": d.warn_at}
     if placement.triage:
-        ev.add("triaged", "triage", placement.unit, **fields)
+        ev.add("triaged", "triage", placement.unit, reason=placement.reason, **fields)
     else:
-        ev.add("dispatched", "dispatched", placement.unit, **fields)
+        ev.add("dispatched", "dispatched", placement.unit, **where, **fields)
     return ev.done()
 
 
@@ -356,7 +358,7 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
         return CaseState(
             case_id=e.case_id, source=o.source, state="received", category=o.category,
             priority=o.priority, unit=e.unit, seq=e.seq, updated_at=e.at,
-            policy=e.policy or "",
+            policy=e.policy or "", boundary=bool(e.boundary),
         )
     assert state is not None, f"{e.type} before created"
     changes: dict[str, Any] = {

@@ -192,6 +192,7 @@ class CaseEvent(Frozen):
     supervise_due: datetime | None = None  # on ``escalated``: the supervisor's deadline
     top: bool | None = None  # on ``escalated``: the breach reached the city; nothing higher
     policy: str | None = None  # on ``created``: the digest of the policy frozen on the case
+    boundary: bool | None = None  # placed near a district line (CONTRACT.md "Intake")
     opened: OpenCase | None = None  # only on ``created``: what evolve builds the case from
 
 
@@ -244,6 +245,7 @@ class CaseState(Frozen):
     supervisor: str | None = None
     supervise_due: datetime | None = None
     top: bool = False
+    boundary: bool = False  # near a district line: every event says so
     applied: tuple[str, ...] = ()
     # offset on the command partition of the last command applied: a replayed command at or
     # below it is already in this state (the writer's crash recovery, engine/writer.py)

@@ -67,6 +67,7 @@ def _event_message(case: CaseState, e: CaseEvent) -> Output:
         assist_units=list(e.assist_units) if e.assist_units else None,
         first_responsible=e.first_responsible, late_unit=e.late_unit, supervisor=e.supervisor,
         supervise_due=e.supervise_due, top=e.top,
+        boundary=True if case.boundary or e.boundary else None,
     )
     return Output("case_events", case.case_id, msg, msg.event_id, f"zhida.case.{e.type}")
 

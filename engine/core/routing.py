@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.catalogue import Category
 from engine.topology import Topology
+
+if TYPE_CHECKING:
+    from engine.core.place import Placer
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
     unit: str
     triage: bool = False
+    boundary: bool = False  # near a district line: the lowest common ancestor assigns it
+    reason: str | None = None  # triage: why the location could not be placed
 
 
 class UnknownUnit(Exception):
@@ -29,14 +34,24 @@ def _place_of(topology: Topology, code: str) -> str:
     return code
 
 
-def route(topology: Topology, category: Category, location: dict[str, Any]) -> Placement:
+def route(topology: Topology, category: Category, location: dict[str, Any],
+          placer: Placer | None = None, border_m: float = 0.0) -> Placement:
     """Street-level work goes flat to the street; unplaceable locations to the city triage queue.
 
-    lat/lon and address locations are triaged until geo/address routing lands.
+    A point or an address is first placed (engine/core/place.py): on a district (there are
+    no street polygons) or, for an address, the street or town it names; a point within
+    ``border_m`` of another district goes to their lowest common ancestor with ``boundary``.
     """
     code = location.get("unit")
     if not isinstance(code, str):
-        return Placement(topology.city, triage=True)
+        if placer is None:
+            return Placement(topology.city, triage=True, reason="no placement data loaded")
+        p = placer.place(location, border_m)
+        if p.unit is None or p.unit not in topology:
+            return Placement(topology.city, triage=True, reason=p.reason)
+        if p.boundary:
+            return Placement(p.unit, boundary=True, reason=p.reason)
+        code = p.unit
     place = _place_of(topology, code)
     owner = category.owner
     if owner == "street":

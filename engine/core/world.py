@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from engine.catalogue import Catalogue
 from engine.core.calendar import WorkingTime, build_calendar
+from engine.core.place import Placer
 from engine.policy import Policy
 from engine.topology import Topology
 
@@ -22,13 +23,18 @@ class World:
     # every policy version a running case was opened under, by digest (engine/writer.py
     # loads them from the store; a restart with a new file never rewrites running cases)
     policies: dict[str, Policy] = field(default_factory=dict)
+    placer: Placer | None = None  # points and addresses → units (engine/core/place.py)
 
     @classmethod
     def load(cls, topology: str | None = None, catalogue: str | None = None,
              policy: str | None = None, today: date | None = None) -> World:
         p = Policy.load(policy)
-        world = cls(Topology.load(topology), Catalogue.load(catalogue), p,
-                    calendars_for(p, today or datetime.now(UTC).date()))
+        from engine import places  # data files: loaded once per process
+
+        topo = Topology.load(topology)
+        world = cls(topo, Catalogue.load(catalogue), p,
+                    calendars_for(p, today or datetime.now(UTC).date()),
+                    placer=places.placer() if topology is None else places.placer_for(topo))
         world.catalogue.check_owners(world.topology)
         return world
 

@@ -81,8 +81,27 @@ def test_open_dispatches_street_work_to_the_street() -> None:
 
 
 def test_open_unplaceable_goes_to_triage() -> None:
-    s = opened(location={"address": "解放碑步行街"})
+    s, [d] = run(open_cmd(location={"address": "小区门口的路灯坏了"}))
     assert s.state == "triage" and s.unit == CITY
+    assert d.events[-1].reason  # says why it could not be placed
+
+
+def test_open_places_addresses_and_points() -> None:
+    # an address naming a street: street-level work goes to that street
+    s = opened(location={"address": "渝中区解放碑步行街"})
+    assert s.state == "dispatched" and W.topology.level(s.unit) == "street"
+    assert W.topology.district_of(s.unit) == "500103" and not s.boundary
+    # a point well inside 江北区 (no street polygons): its district centre assigns it
+    s = opened(location={"lat": 29.5750, "lon": 106.5310})
+    assert s.state == "dispatched" and s.unit == "500105"
+
+
+def test_open_border_point_goes_to_the_common_ancestor_marked_boundary() -> None:
+    s, [d] = run(open_cmd(location={"lat": 29.5660, "lon": 106.5860}))  # 朝天门
+    assert s.state == "dispatched" and s.unit == CITY and s.boundary
+    assert all(e.boundary for e in d.events)
+    out = react(s, file_after(None, d.events), d.events, W.topology)
+    assert all(o.value.boundary for o in out if o.channel == "case_events")
 
 
 def test_open_unknown_unit_and_category() -> None:
@@ -297,7 +316,7 @@ def test_outputs_have_deterministic_ids_and_no_personal_data_on_events() -> None
 
 def test_the_city_verifies_the_sensed_cases_it_holds() -> None:
     s, _ = run(open_cmd(source="sensed", category="waterlogging", priority="urgent",
-                        location={"lat": 29.5, "lon": 106.5}),
+                        location={"lat": 0.0, "lon": 0.0}),  # unplaceable: the city holds it
                update_cmd("ack", CITY), update_cmd("resolve", CITY))
     assert s.unit == CITY and s.state == "resolved"
     s, _ = run(update_cmd("verify", CITY), state=s)

@@ -70,10 +70,19 @@ def test_update_fields_per_action() -> None:
         assert e.value.reason == "schema" and missing in e.value.detail
     with pytest.raises(Refused):
         decode(UnitUpdate, raw(**{**base, "directive_id": "d"}, action="ack"))  # both ids
+    cmd = unit_updates.to_command(raw(**{k: v for k, v in base.items() if k != "case_id"},
+                                      directive_id="D1", action="ack"), ORIGIN, NOW)
+    assert cmd.case_id == "D1" and cmd.body.kind == "directive_update"
+    assert cmd.body.target == "500103001"  # the actor's own task
+    cmd = unit_updates.to_command(raw(**{**{k: v for k, v in base.items() if k != "case_id"},
+                                         "actor": "500103"},
+                                      directive_id="D1", action="ack",
+                                      target="500103001"), ORIGIN, NOW)
+    assert cmd.body.target == "500103001"  # an ancestor acting for its street
     with pytest.raises(Refused) as e:
         unit_updates.to_command(raw(**{k: v for k, v in base.items() if k != "case_id"},
-                                    directive_id="D1", action="ack"), ORIGIN, NOW)
-    assert e.value.reason == "unknown_case"
+                                    directive_id="D1", action="ack", target=7), ORIGIN, NOW)
+    assert e.value.reason == "schema"
 
 
 def test_feedback() -> None:

