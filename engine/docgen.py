@@ -1,4 +1,5 @@
-"""Generate docs from the code: JSON Schemas of the contract messages, the lifecycle diagram.
+"""Generate docs from the code: JSON Schemas of the contract messages, the AsyncAPI document
+(engine/asyncapi.py), the lifecycle diagram.
 
 ``python -m engine.docgen`` writes them; ``tests/unit/test_docs_fresh.py`` fails when stale.
 """
@@ -7,12 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
 from engine.core.transitions import TRANSITIONS
 from schemas.inbound import CitizenFeedback, Complaint, Directive, SensedAlarm, UnitUpdate
-from schemas.outbound import CaseEventMessage, CitizenNotification, DeadLetter, DispatchOrder
+from schemas.outbound import (
+    CaseEventMessage,
+    CitizenNotification,
+    DeadLetter,
+    DirectiveEventMessage,
+    DispatchOrder,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -25,16 +33,33 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "citizen.feedback": (CitizenFeedback, "in"),
     "dispatch": (DispatchOrder, "out"),
     "case.events": (CaseEventMessage, "out"),
+    "directive.events": (DirectiveEventMessage, "out"),
     "citizen.notifications": (CitizenNotification, "out"),
     "deadletter": (DeadLetter, "out"),
 }
+
+
+def open_schema(schema: Any) -> Any:
+    """``schema`` without ``additionalProperties: false`` anywhere.
+
+    The engine builds its own messages strictly (``extra="forbid"`` catches a typo in a
+    field name at once), but the contract says more fields are welcome: a published schema
+    that forbade them would make every consumer validating against it break the day a
+    field is added. Inbound models already say ``true`` (extra fields are kept).
+    """
+    if isinstance(schema, dict):
+        return {k: open_schema(v) for k, v in schema.items()
+                if not (k == "additionalProperties" and v is False)}
+    if isinstance(schema, list):
+        return [open_schema(v) for v in schema]
+    return schema
 
 
 def schema_files() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for topic, (model, direction) in SCHEMAS.items():
         mode = "validation" if direction == "in" else "serialization"
-        schema = model.model_json_schema(mode=mode)
+        schema = open_schema(model.model_json_schema(mode=mode))
         schema["$id"] = f"https://zhida.example/schemas/{topic}.json"
         schema["description"] = (f"Body of zhida.{topic}" + (".<district>" if topic == "dispatch"
                                                              else "") + f" ({direction}). "
@@ -86,7 +111,9 @@ def lifecycle() -> str:
 
 
 def all_files() -> dict[Path, str]:
-    return {**schema_files(), DOCS / "lifecycle.md": lifecycle()}
+    from engine import asyncapi  # it reads SCHEMAS from here
+
+    return {**schema_files(), **asyncapi.files(), DOCS / "lifecycle.md": lifecycle()}
 
 
 def main() -> None:
