@@ -17,7 +17,8 @@ async def ensure_topics(settings: Settings, districts: list[str], timeout: float
                         ) -> list[str]:
     """Return the names created now; existing topics are left as they are."""
     names = TopicNames(settings.prefix).all(districts)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap,
+                                **settings.client_kwargs())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

@@ -49,6 +49,19 @@ def _rocksdb_options(settings: Settings) -> dict[str, int]:
             "block_cache_size": settings.rocksdb_block_cache_mb * mib}
 
 
+def _credentials(settings: Settings) -> faust.SASLCredentials | None:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if settings.security_protocol == "SASL_SSL":
+        import ssl
+
+        ssl_context = ssl.create_default_context()
+    return faust.SASLCredentials(username=settings.sasl_username,
+                                 password=settings.sasl_password,
+                                 mechanism=settings.sasl_mechanism, ssl_context=ssl_context)
+
+
 class Engine:
     def __init__(self, settings: Settings, world: World, clock: Clock = system_clock,
                  metrics: Metrics | None = None) -> None:
@@ -59,6 +72,9 @@ class Engine:
         self.names = TopicNames(settings.prefix)
         self.ready = False
         transport.register()
+        transport.CLIENT_KWARGS.clear()  # for the engine's own aiokafka clients
+        transport.CLIENT_KWARGS.update(settings.client_kwargs())
+        self.keyset: Any = None  # engine/signing.py KeySet, when the worker has --keys
         self.app = faust.App(
             settings.app_id,
             broker=[f"{transport.SCHEME}://{b.strip()}" for b in settings.bootstrap.split(",")],
@@ -84,6 +100,7 @@ class Engine:
             producer_linger=settings.producer_linger,
             # bulk-loads a changelog partition the local store is far behind (engine/recovery.py)
             TableManager="engine.recovery:TableManager",
+            broker_credentials=_credentials(settings),
         )
         self.topics: dict[str, faust.TopicT] = {
             spec.key: self.app.topic(self.names.prefix + spec.suffix,

@@ -14,15 +14,17 @@ from engine import logs
 from engine.app import Engine
 from engine.core.model import Command, Origin
 from engine.guard import ContiguityGuard
+from engine.signing import signature_header
 from schemas.codec import Refused, encode
 
 log = logs.get("zhida.intake")
 
 ToCommand = Callable[[bytes | None, Origin, datetime], Command]
+SignedBy = Callable[[Command], str]
 
 
-async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: ToCommand
-                  ) -> None:
+async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: ToCommand,
+                  signed_by: SignedBy | None = None) -> None:
     inputs = engine.metrics.inputs.labels(name)
     guard = ContiguityGuard(engine.app, f"intake_{name}", engine.metrics)
     async for event in stream.events():
@@ -32,6 +34,9 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
         try:
             origin = engine.origin_of(event)
             cmd = to_command(event.message.value, origin, engine.input_time(origin))
+            if signed_by is not None and engine.keyset is not None:  # --keys: prove the unit
+                engine.keyset.verify(event.message.value or b"",
+                                     signature_header(event.message.headers), signed_by(cmd))
             raw = encode(cmd)
         except Refused as r:
             await engine.dead_letter_event(event, r.reason, r.detail)
@@ -43,11 +48,17 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
         await engine.send_command(cmd.case_id, raw)
 
 
-def register(engine: Engine, name: str, to_command: ToCommand) -> None:
-    """An agent on the inbound topic ``name`` (a key of ``topics.SPECS``) forwarding commands."""
+def register(engine: Engine, name: str, to_command: ToCommand,
+             signed_by: SignedBy | None = None) -> None:
+    """An agent on the inbound topic ``name`` (a key of ``topics.SPECS``) forwarding commands.
+
+    ``signed_by`` names the unit whose key must have signed the input (CONTRACT.md "Signed
+    messages"), checked when the worker has a key set; decoded first, so a body that is not
+    a valid message is refused for that (``schema``), a valid one without its signature as
+    ``unauthorized``."""
 
     async def intake(stream: faust.StreamT) -> None:
-        await forward(engine, stream, name, to_command)
+        await forward(engine, stream, name, to_command, signed_by)
 
     intake.__name__ = intake.__qualname__ = f"intake_{name}"
     engine.app.agent(engine.topics[name], name=f"intake-{name.replace('_', '-')}")(intake)

@@ -26,7 +26,7 @@ from faust.tables.recovery import Recovery as _Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from engine import logs
+from engine import logs, transport
 
 log = logs.get("zhida.recovery")
 
@@ -67,7 +67,7 @@ class Recovery(_Recovery):
         reader = aiokafka.AIOKafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
             fetch_max_bytes=FETCH_BYTES, max_partition_fetch_bytes=FETCH_BYTES,
-            max_poll_records=100_000)
+            max_poll_records=100_000, **transport.CLIENT_KWARGS)
         started = time.monotonic()
         last: int | None = None
         n = 0

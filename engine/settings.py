@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -48,7 +49,34 @@ class Settings(BaseModel):
     writer_batch_max: int = Field(default=500, ge=1)
     writer_batch_within: float = Field(default=0.01, gt=0)
     log_level: str = "info"
+    # how long a command waits for the brokers before it gives up with one line naming them
+    # (``zhida worker``, ``simulate``, ``tail``, ``lag``, ``deadletters``), seconds
+    connect_timeout: float = Field(default=15.0, gt=0)
     source: str = "/zhida/engine"
+    # signed messages (CONTRACT.md "Signed messages", engine/signing.py): the JWKS of the
+    # units' public keys; unset, nothing is checked
+    keys: Path | None = None
+    keys_poll: float = Field(default=5.0, gt=0)  # seconds between checks of the file
+    # Kafka authentication (docs/security.md): SASL_PLAINTEXT or SASL_SSL with SCRAM on a
+    # locked-down cluster; PLAINTEXT (the default) on the embedded broker
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = Field(default=None, repr=False)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The authentication arguments of every aiokafka client the engine opens."""
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        kw: dict[str, Any] = {"security_protocol": self.security_protocol,
+                              "sasl_mechanism": self.sasl_mechanism,
+                              "sasl_plain_username": self.sasl_username,
+                              "sasl_plain_password": self.sasl_password}
+        if self.security_protocol == "SASL_SSL":
+            import ssl
+
+            kw["ssl_context"] = ssl.create_default_context()
+        return kw
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

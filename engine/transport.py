@@ -30,6 +30,10 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from engine import logs
 
+# authentication for the engine's own aiokafka clients (the end-offset probe, the bulk
+# restore): set from the settings when the engine is built (engine/app.py)
+CLIENT_KWARGS: dict[str, Any] = {}
+
 log = logs.get("zhida.transport")
 
 SCHEME = "zhida"
@@ -66,7 +70,8 @@ async def true_end_offsets(bootstrap: Any, reported: Mapping[Any, int], idle_pol
     if not probe_from:
         return ends
     probe = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      fetch_max_wait_ms=50, max_poll_records=10_000)
+                                      fetch_max_wait_ms=50, max_poll_records=10_000,
+                                      **CLIENT_KWARGS)
     await probe.start()
     try:
         tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in probe_from}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import faust
 
-from engine import logs, timers, web
+from engine import logs, signing, timers, web
 from engine.admin import ensure_topics
 from engine.app import Engine
 from engine.core import World
@@ -25,6 +26,8 @@ def build(settings: Settings) -> Engine:
     from handlers import register_all  # handlers import engine.app: keep the import here
 
     engine = Engine(settings, world)
+    if settings.keys is not None:
+        install_keys(engine, settings)
     register_all(engine)
     timers.register(engine)
     web.register(engine, Health.install(engine))
@@ -38,9 +41,26 @@ def build(settings: Settings) -> Engine:
     return engine
 
 
+def install_keys(engine: Engine, settings: Settings) -> None:
+    """Every update and directive must be signed by its unit's key (engine/signing.py); the
+    key set is reloaded on SIGHUP and when the file changes, without a restart."""
+    assert settings.keys is not None
+    keyset = engine.keyset = signing.KeySet(settings.keys)  # KeysError: one line, exit 2
+    log.info("keys", file=str(settings.keys), kids=len(keyset))
+
+    @engine.app.task
+    async def keys_reload() -> None:
+        signing.install_sighup(asyncio.get_running_loop(), keyset)
+        await signing.watch(keyset, settings.keys_poll)
+
+
 def run(settings: Settings) -> None:
     logs.configure(settings.log_level)
-    engine = build(settings)
+    try:
+        engine = build(settings)
+    except signing.KeysError as e:  # a bad key set: one line, no traceback
+        print(e, file=sys.stderr)
+        raise SystemExit(2) from None
     asyncio.run(ensure_topics(settings, engine.world.topology.districts))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(

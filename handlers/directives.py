@@ -23,4 +23,10 @@ def to_command(raw: bytes | None, origin: Origin, now: datetime) -> Command:
 
 
 def register(engine: Engine) -> None:
-    intake.register(engine, "directives", to_command)
+    intake.register(engine, "directives", to_command, signed_by=issuer)
+
+
+def issuer(cmd: Command) -> str:
+    """The unit that must have signed a directive: its ``issuer``."""
+    assert isinstance(cmd.body, IssueDirective)
+    return cmd.body.directive.issuer

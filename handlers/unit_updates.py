@@ -28,4 +28,11 @@ def to_command(raw: bytes | None, origin: Origin, now: datetime) -> Command:
 
 
 def register(engine: Engine) -> None:
-    intake.register(engine, "unit_updates", to_command)
+    intake.register(engine, "unit_updates", to_command, signed_by=actor)
+
+
+def actor(cmd: Command) -> str:
+    """The unit that must have signed an update: its ``actor``."""
+    body = cmd.body
+    assert isinstance(body, ApplyUpdate | DirectiveUpdate)
+    return body.update.actor
