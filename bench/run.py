@@ -400,7 +400,8 @@ class EngineRun:
             [sys.executable, "-m", "engine.cli", "worker", "--bootstrap", self.ctx.bootstrap,
              "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
             self.ctx.workdir / f"engine-{self.label}.log",
-            {"ZHIDA_APP_ID": self.app_id, "ZHIDA_PREFIX": self.prefix},
+            {"ZHIDA_APP_ID": self.app_id, "ZHIDA_PREFIX": self.prefix,
+             "ZHIDA_POLICY": str(no_merge_policy(self.ctx.workdir))},
         )
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
@@ -430,6 +431,16 @@ class EngineRun:
         out = self.child.stop(10.0)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         return out
+
+
+def no_merge_policy(workdir: Path) -> Path:
+    """The benchmarks' policy: merging off, so every complaint is its own case and gets its
+    own order (the workload reuses categories and streets; with 一事多诉 on, some would join
+    a neighbour's case). The merge path is measured by the storm test (docs/benchmarks.md)."""
+    path = workdir / "policy-no-merge.toml"
+    if not path.exists():
+        path.write_text('[policy]\nmerge_window = "PT0S"\n', encoding="utf-8")
+    return path
 
 
 def order_ident(expected: set[str], deadletters: list[bytes]) -> Ident:

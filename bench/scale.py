@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.run import CHILDREN, Child, Failed, machine, stop_all_children
+from bench.run import CHILDREN, Child, Failed, machine, no_merge_policy, stop_all_children
 from bench.workload import complaints
 from engine.broker import EmbeddedBroker, free_port
 from engine.ids import case_id_for
@@ -227,7 +227,8 @@ class Worker:
              "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
             self.ctx.workdir / f"worker-{self.label}-{self.starts}.log",
             {"ZHIDA_APP_ID": self.app_id, "ZHIDA_PREFIX": self.prefix,
-             "ZHIDA_STORE": self.ctx.store},
+             "ZHIDA_STORE": self.ctx.store,
+             "ZHIDA_POLICY": str(no_merge_policy(self.ctx.workdir))},
         )
         SESSIONS.append((self.child.name, self.child.proc.pid))
 

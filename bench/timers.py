@@ -112,6 +112,7 @@ def policy_text(args: argparse.Namespace) -> str:
         f"{args.short_ack + 2 * args.short_supervise:g} s\n"
         "[policy]\n"
         'clock = "24x7"\n'
+        'merge_window = "PT0S"\n'  # every alarm its own case: the ladder is what is measured
         f"warn_fraction = {WARN_FRACTION}\n"
         "\n[stages.normal]\n" + stages + "\n\n[stages.urgent]\n" + stages + "\n\n"
         f"[categories.{SHORT_KIND}]\n"

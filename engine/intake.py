@@ -12,7 +12,8 @@ import faust
 
 from engine import logs
 from engine.app import Engine
-from engine.core.model import Command, Origin
+from engine.core import World, merge
+from engine.core.model import Command, GroupOpen, OpenCase, Origin
 from engine.guard import ContiguityGuard
 from engine.signing import signature_header
 from schemas.codec import Refused, encode
@@ -46,6 +47,25 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
             await engine.dead_letter_event(event, "schema", f"could not be processed: {e!r}")
             continue
         await engine.send_command(cmd.case_id, raw)
+
+
+def via_group(world: World, cmd: Command) -> Command:
+    """A report that may merge goes to its merge group first (engine/core/merge.py), which
+    decides on its partition whether it joins an open case or opens its own."""
+    body = cmd.body
+    if not isinstance(body, OpenCase):
+        return cmd
+    group = merge.group_of(world, body)
+    if group is None:
+        return cmd
+    return Command(case_id=group, at=cmd.at, origin=cmd.origin,
+                   body=GroupOpen(open=body, case_id=cmd.case_id))
+
+
+def grouped(world: World, to_command: ToCommand) -> ToCommand:
+    def to_group(raw: bytes | None, origin: Origin, now: datetime) -> Command:
+        return via_group(world, to_command(raw, origin, now))
+    return to_group
 
 
 def register(engine: Engine, name: str, to_command: ToCommand,

@@ -32,7 +32,7 @@ INPUT_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction == "in
 CONSUMED_TOPICS: tuple[str, ...] = tuple(s.key for s in SPECS if s.direction != "out")
 # the consumers with a contiguity guard: one per inbound handler, and the case writer
 GUARDED_CONSUMERS: tuple[str, ...] = (*(f"intake_{t}" for t in INPUT_TOPICS), "case_commands")
-DUPLICATE_KINDS: tuple[str, ...] = ("open", "update", "rate", "directive_issue",
+DUPLICATE_KINDS: tuple[str, ...] = ("open", "update", "rate", "join", "directive_issue",
                                      "directive_update")
 TIMER_KINDS: tuple[str, ...] = ("warn", "due", "supervise", "resume")
 DEADLETTER_REASONS: tuple[str, ...] = get_args(DeadLetterReason)
@@ -66,6 +66,15 @@ class Metrics:
         self.directive_events = Counter(
             "zhida_directive_events_total", "Directive and task events emitted", ["type"],
             registry=r)
+        self.merges = Counter(
+            "zhida_merges_total",
+            "Reports through a merge group: joined an open case (一事多诉, repeated alarms), "
+            "opened their own, or bounced off a case that had closed", ["outcome"],
+            registry=r)
+        self.storms = Counter(
+            "zhida_alarm_storms_total",
+            "Alarm storms: a district's alarms above the policy's storm_alarms_per_minute "
+            "(counted once per storm)", registry=r)
         self.orders = Counter("zhida_dispatch_orders_total", "Orders sent to dispatch topics",
                               ["kind"], registry=r)
         self.notifications = Counter("zhida_citizen_notifications_total",
@@ -148,6 +157,7 @@ class Metrics:
                                 (self.deadletters, DEADLETTER_REASONS),
                                 (self.case_events, EVENT_TYPES),
                                 (self.directive_events, DIRECTIVE_EVENT_TYPES),
+                                (self.merges, ("joined", "opened", "bounced")),
                                 (self.orders, ORDER_KINDS),
                                 (self.notifications, NOTICE_KINDS),
                                 (self.cases, CASE_STATES),

@@ -191,6 +191,11 @@ class General(_Table):
     clock: Literal["24x7", "workdays"] = "24x7"
     merge_window: Window = "PT2H"
     border_distance_m: float = Field(default=200.0, ge=0, allow_inf_nan=False)
+    # 一事多诉 by coordinates: two points this close (same category, same district) are one
+    # problem; a place named by unit or address matches by the unit alone
+    merge_radius_m: float = Field(default=100.0, ge=0, allow_inf_nan=False)
+    # an alarm storm: more same-district alarms than this within a minute (reported once)
+    storm_alarms_per_minute: int = Field(default=120, ge=1)
 
 
 class NormalStages(_Table):
@@ -509,6 +514,14 @@ class Policy(_Table):
     @property
     def border_distance_m(self) -> float:
         return self.general.border_distance_m
+
+    @property
+    def merge_radius_m(self) -> float:
+        return self.general.merge_radius_m
+
+    @property
+    def storm_alarms_per_minute(self) -> int:
+        return self.general.storm_alarms_per_minute
 
     def deadline(self, category: str, priority: str, stage: str) -> timedelta:
         """How long ``stage`` may take, as time on the policy's clock (see the module doc)."""

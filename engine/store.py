@@ -17,6 +17,7 @@ Keys (one table, one changelog, so every record of a partition shares one ordere
                         sorted, so the ticker reads what is due as a range, never a scan
 - ``d:<directive>``     ``DirectiveState``: counts and shared deadlines (engine/core/directive.py)
 - ``k:<directive>|<target>`` one ``Task`` per target: an ack rewrites one small record
+- ``x:<group>``         ``GroupState``: a merge group's open cases (engine/core/merge.py)
 - ``t:<due ms>:<directive>|<target>`` a task's one armed timer (unit codes have no ``|``,
                         case ids neither: the last ``|`` splits a task's timer key)
 """
@@ -36,6 +37,7 @@ from faust.types import TP
 from pydantic import BaseModel
 
 from engine.core.directive import DirectiveState, Task
+from engine.core.merge import GroupState
 from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.core.sla import Timer
 
@@ -65,6 +67,10 @@ def policy_key(digest: str) -> bytes:
 
 def directive_key(directive_id: str) -> bytes:
     return f"d:{directive_id}".encode()
+
+
+def group_key(key: str) -> bytes:
+    return f"x:{key}".encode()
 
 
 def task_prefix(directive_id: str) -> bytes:
@@ -124,6 +130,7 @@ def dump(model: BaseModel, exclude: frozenset[str] = frozenset({"case_id"})) -> 
 
 
 DIRECTIVE_IDS = frozenset({"directive_id"})
+GROUP_IDS = frozenset({"key"})
 TASK_IDS = frozenset({"directive_id", "target"})
 # what a stored task leaves out (its defaults), put back when tasks are read as dicts
 TASK_DEFAULTS = {name: f.default for name, f in Task.model_fields.items() if name not in TASK_IDS}
@@ -296,6 +303,9 @@ class CaseStore:
                   ) -> DirectiveState | None:
         return self._record(DirectiveState, directive_key(directive_id), directive_id,
                             partition, id_field="directive_id")
+
+    def group(self, key: str, partition: int) -> GroupState | None:
+        return self._record(GroupState, group_key(key), key, partition, id_field="key")
 
     def task(self, directive_id: str, target: str, partition: int | None = None
              ) -> Task | None:

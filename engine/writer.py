@@ -49,14 +49,25 @@ from engine.core import (
     decide,
     directive,
     file_after,
+    merge,
     react,
     sla,
 )
-from engine.core.model import DIRECTIVE_KINDS, DirectiveExpire, Expire
+from engine.core.decide import Bounce
+from engine.core.model import (
+    DIRECTIVE_KINDS,
+    GROUP_KINDS,
+    DirectiveExpire,
+    Expire,
+    GroupForget,
+    JoinCase,
+    OpenCase,
+)
 from engine.guard import ContiguityGuard
 from engine.policy import Policy
 from engine.store import (
     DIRECTIVE_IDS,
+    GROUP_IDS,
     TASK_IDS,
     TIMER_PREFIX,
     Marks,
@@ -66,12 +77,14 @@ from engine.store import (
     dump_timer,
     event_key,
     file_key,
+    group_key,
     marks_key,
     policy_key,
     state_key,
     task_key,
     timer_key,
 )
+from schemas.codec import encode
 
 log = logs.get("zhida.writer")
 
@@ -108,6 +121,7 @@ class CaseWriter:
         self._files: dict[str, CaseFile] = {}
         self._directives: dict[str, directive.DirectiveState | None] = {}
         self._tasks: dict[tuple[str, str], directive.Task | None] = {}
+        self._groups: dict[str, merge.GroupState] = {}
         self._policies_kept: set[tuple[int, str]] = set()
 
     # ---- marks: the partition's durable watermark and counts ----
@@ -135,6 +149,7 @@ class CaseWriter:
         self._files.clear()
         self._directives.clear()
         self._tasks.clear()
+        self._groups.clear()
         batch = _Batch()
         for event in events:
             m = event.message
@@ -167,6 +182,9 @@ class CaseWriter:
         if cmd.body.kind in DIRECTIVE_KINDS:
             self._directive(batch, cmd, p, offset, fresh)
             return
+        if cmd.body.kind in GROUP_KINDS:
+            self._group(batch, cmd, p, offset, fresh)
+            return
         state = self._state(cmd.case_id, p)
         if state is not None and offset <= state.through:
             metrics.replays.inc()  # applied before a crash, outputs delivered then
@@ -177,7 +195,8 @@ class CaseWriter:
             decision = decide(state, cmd, engine.world)
             if isinstance(decision, Accepted):
                 new = apply(state, cmd, decision.events).model_copy(update={"through": offset})
-                file = file_after(self._file(cmd.case_id, p), decision.events)
+                before_file = self._file(cmd.case_id, p) if state is not None else None
+                file = file_after(before_file, decision.events, cmd)
                 outputs = react(new, file, decision.events, engine.world.topology)
         except Exception as e:  # a bug in the core must not stop every other case
             log.exception("decide_failed", case_id=cmd.case_id, kind=cmd.body.kind)
@@ -192,10 +211,16 @@ class CaseWriter:
             batch.outputs.extend(engine.output_record(out) for out in outputs)
             batch.put(batch.derived, p, event_key(cmd.case_id, decision.events[0].seq),
                       dump_events(decision.events))
-            if state is None:
+            if state is None or file is not before_file:  # opened, or a complainant joined
                 batch.put(batch.derived, p, file_key(cmd.case_id), dump(file))
                 self._files[cmd.case_id] = file
+            if state is None:
                 self._keep_policy(batch, new.policy, p)
+            if new.state == "closed" and new.group and (state is None
+                                                        or state.state != "closed"):
+                # its merge group must not send it more reports (engine/core/merge.py)
+                batch.outputs.append(self._command_record(Command(
+                    case_id=new.group, at=cmd.at, body=GroupForget(case_id=cmd.case_id))))
             before_t, after_t = (sla.next_timer(state) if state else None), sla.next_timer(new)
             if before_t != after_t:  # the index follows the state (derived: phase 1)
                 if before_t is not None:
@@ -212,11 +237,20 @@ class CaseWriter:
             batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
             self._states[cmd.case_id] = new
             if fresh:
+                body = cmd.body
+                if isinstance(body, JoinCase):  # counted where it lands, once
+                    metrics.merges.labels("joined").inc()
+                elif isinstance(body, OpenCase) and body.group:
+                    metrics.merges.labels("opened").inc()
                 marks.moved(state.state if state else None, new.state)
                 batch.counted.append((cmd, state, new, decision))
                 engine.metrics.count_outputs(outputs)
         elif isinstance(decision, Duplicate):
             metrics.duplicates.labels(cmd.body.kind).inc()
+        elif isinstance(decision, Bounce):  # the case closed: the report opens its own
+            batch.outputs.append(self._command_record(decision.command))
+            if fresh:
+                metrics.merges.labels("bounced").inc()
         elif isinstance(decision, Ignored):
             metrics.ignored.inc()
             body = cmd.body
@@ -298,6 +332,33 @@ class CaseWriter:
         else:
             batch.outputs.append(engine.dead_letter_origin_record(
                 cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    def _group(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool) -> None:
+        """A report that may merge, at its group: join an open case or open its own; the
+        group's state and the forwarded command in the same phases as everything else."""
+        engine = self.engine
+        key = cmd.case_id
+        g = self._groups[key] if key in self._groups else self.store.group(key, p)
+        if g is not None and offset <= g.through:
+            engine.metrics.replays.inc()
+            return
+        policy = engine.world.policy
+        routed = merge.route(g, cmd, policy.merge_window, policy.merge_radius_m)
+        if routed is None:  # a repeated forget
+            return
+        body = routed.forward.body
+        if isinstance(body, OpenCase):  # the case must tell its group when it closes
+            routed = merge.Routed(routed.group, routed.forward.model_copy(
+                update={"body": body.model_copy(update={"group": key})}), routed.joined)
+        new = routed.group.model_copy(update={"through": offset})
+        batch.outputs.append(self._command_record(routed.forward))
+        batch.put(batch.states, p, group_key(key), dump(new, GROUP_IDS))
+        self._groups[key] = new
+
+    def _command_record(self, cmd: Command) -> Record:
+        """A command this writer hands on (a merge's forward, a bounce, a forget): phase 1,
+        deterministic, so a replay sends the same bytes and the receiver dedupes."""
+        return Record(self.engine.names.case_commands, cmd.case_id.encode(), encode(cmd))
 
     def _directive_state(self, did: str, partition: int) -> directive.DirectiveState | None:
         if did in self._directives:

@@ -1,4 +1,4 @@
-"""``zhida.intake.complaints`` → open-case commands."""
+"""``zhida.intake.complaints`` → open-case commands, through their merge group (一事多诉)."""
 
 from __future__ import annotations
 
@@ -30,4 +30,5 @@ def to_command(catalogue: Catalogue, raw: bytes | None, origin: Origin, now: dat
 
 
 def register(engine: Engine) -> None:
-    intake.register(engine, "complaints", partial(to_command, engine.world.catalogue))
+    intake.register(engine, "complaints", intake.grouped(
+        engine.world, partial(to_command, engine.world.catalogue)))

@@ -1,4 +1,5 @@
-"""``zhida.intake.sensed`` → open-case commands, one case per alarm event for now."""
+"""``zhida.intake.sensed`` → open-case commands, through their merge group: repeats of one
+sensor and same-kind alarms in one street join one case; a storm is reported once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from engine.app import Engine
 from engine.catalogue import Catalogue
 from engine.core.model import Command, OpenCase, Origin
 from engine.ids import case_id_for
+from engine.storms import StormWatch
 from schemas.codec import decode
 from schemas.inbound import SensedAlarm
 
@@ -35,4 +37,12 @@ def to_command(catalogue: Catalogue, raw: bytes | None, origin: Origin, now: dat
 
 
 def register(engine: Engine) -> None:
-    intake.register(engine, "sensed", partial(to_command, engine.world.catalogue))
+    storms = StormWatch(engine)
+    group = intake.grouped(engine.world, partial(to_command, engine.world.catalogue))
+
+    def to_group(raw: bytes | None, origin: Origin, now: datetime) -> Command:
+        cmd = group(raw, origin, now)
+        storms.saw(cmd)
+        return cmd
+
+    intake.register(engine, "sensed", to_group)

@@ -74,6 +74,8 @@ class CaseEventMessage(Out):
     supervise_due: Time | None = None  # escalated: the supervisor's deadline
     top: bool | None = None  # escalated: the breach reached the city centre
     boundary: bool | None = None  # placed near a district line: the common ancestor assigns
+    complainants: int | None = None  # merged: complainants now on the case (一事多诉)
+    alarms: int | None = None  # merged: alarms now grouped in the case
 
 
 class DirectiveEventMessage(Out):

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.core import sla
+from engine.core import merge, sla
 from engine.core.model import (
     APPLIED_KEYS_KEPT,
+    JOIN_KEYS_KEPT,
     ApplyRating,
     ApplyUpdate,
     CaseEvent,
@@ -22,6 +23,7 @@ from engine.core.model import (
     CaseState,
     Command,
     Expire,
+    JoinCase,
     OpenCase,
     Pause,
     Stage,
@@ -55,7 +57,14 @@ class Rejected:
     detail: str
 
 
-Decision = Accepted | Duplicate | Ignored | Rejected
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """A join that found its case closed (or never opened): this command goes instead."""
+
+    command: Command
+
+
+Decision = Accepted | Duplicate | Ignored | Rejected | Bounce
 
 
 def decide(state: CaseState | None, cmd: Command, world: World) -> Decision:
@@ -64,14 +73,19 @@ def decide(state: CaseState | None, cmd: Command, world: World) -> Decision:
         if state is not None:
             return Duplicate(cmd.key)
         return _open(cmd, body, world)
+    if isinstance(body, JoinCase) and (state is None or state.state == "closed"):
+        return Bounce(merge.bounce(cmd))  # the report opens its own case: nothing lost
     if state is None:
         return Rejected("unknown_case", f"case {cmd.case_id} does not exist")
-    if cmd.key in state.applied:
+    if cmd.key in state.applied or (isinstance(body, JoinCase) and cmd.key in state.joins):
         return Duplicate(cmd.key)
     if isinstance(body, ApplyUpdate):
         return _update(state, cmd, body, world)
     if isinstance(body, ApplyRating):
         return _rate(state, cmd, body, world)
+    if isinstance(body, JoinCase):
+        return _join(state, cmd, body, world)
+    assert isinstance(body, Expire), f"not a case command: {body.kind}"
     return _expire(state, cmd, body, world)
 
 
@@ -146,7 +160,8 @@ def _open(cmd: Command, body: OpenCase, world: World) -> Decision:
     ev = _Events(cmd.case_id, None, cmd.at)
     digest = world.policy.digest  # frozen on the case: a new policy file applies to new cases
     where = {"boundary": True} if placement.boundary else {}
-    ev.add("created", "received", placement.unit, opened=body, policy=digest, **where)
+    ev.add("created", "received", placement.unit, opened=body, policy=digest,
+           group=body.group, **where)
     stage: Stage = "triage" if placement.triage else "ack"
     d = sla.deadline(world, digest, body.source, body.category, body.priority, stage, cmd.at)
     fields = {"stage": stage, "due": d.due, "warn_at": d.warn_at}
@@ -314,12 +329,35 @@ def _rate(state: CaseState, cmd: Command, body: ApplyRating, world: World) -> De
     rating = body.feedback.rating
     ev = _Events(state.case_id, state, cmd.at)
     ev.add("rated", "resolved", state.unit, rating=rating)
-    if rating != "unsatisfied":
-        return ev.add("closed", "closed", state.unit, outcome=rating).done()
+    # several complainants (一事多诉): the worst rating counts (engine/core/merge.py)
+    outcome = merge.rating_outcome((*state.ratings, rating), state.complainants)
+    if outcome is None:  # the others may still rate
+        return ev.done()
+    if outcome != "unsatisfied":
+        return ev.add("closed", "closed", state.unit, outcome=outcome).done()
     # 不满意: back to the same unit, supervision raised one level, a fresh ack deadline
     ev.escalation_level = state.escalation_level + 1
     return ev.add("reopened", "dispatched", state.unit, rating=rating,
                   **_stage(world, state, "ack", cmd.at)).done()
+
+
+def _join(state: CaseState, cmd: Command, body: JoinCase, world: World) -> Decision:
+    """一事多诉 / a repeated alarm joins the open case; a critical alarm makes it urgent."""
+    s, o = state, body.open
+    ev = _Events(s.case_id, s, cmd.at)
+    fields: dict[str, Any] = {"stage": s.stage, "due": s.due}
+    if o.source == "complaint":
+        fields["complainants"] = s.complainants + 1
+    else:
+        fields["alarms"] = max(s.alarms, 1) + 1
+    if o.source == "sensed" and o.severity == "critical" and s.priority != "urgent":
+        fields["priority"] = "urgent"
+        if s.stage is not None and s.due is not None and s.state != "suspended":
+            d = sla.deadline(world, s.policy, s.source, s.category, "urgent", s.stage, cmd.at)
+            fields["due"] = min(s.due, d.due)
+            if s.warn_at is not None and d.warn_at is not None:
+                fields["warn_at"] = min(s.warn_at, d.warn_at)
+    return ev.add("merged", s.state, s.unit, **fields).done()
 
 
 def _expire(state: CaseState, cmd: Command, body: Expire, world: World) -> Decision:
@@ -336,7 +374,8 @@ def _expire(state: CaseState, cmd: Command, body: Expire, world: World) -> Decis
         return ev.add("warned", s.state, s.unit, stage=s.stage, due=s.due,
                       late_unit=sla.late_unit(s, world)).done()
     if t.kind == "due" and s.stage == "feedback" and s.source == "complaint":
-        return ev.add("closed", "closed", s.unit, outcome="unrated").done()
+        outcome = merge.worst(s.ratings) or "unrated"  # the ratings given, or none
+        return ev.add("closed", "closed", s.unit, outcome=outcome).done()
     # 督办: the stage's due (or the supervisor's) has passed, one level up
     late = sla.late_unit(s, world) if t.kind == "due" else (s.supervisor or s.unit)
     ev.escalation_level = s.escalation_level + 1
@@ -358,7 +397,9 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
         return CaseState(
             case_id=e.case_id, source=o.source, state="received", category=o.category,
             priority=o.priority, unit=e.unit, seq=e.seq, updated_at=e.at,
-            policy=e.policy or "", boundary=bool(e.boundary),
+            policy=e.policy or "", boundary=bool(e.boundary), group=e.group,
+            alarms=1 if o.source == "sensed" else 0,
+            complainants=1 if o.complainant is not None else 0,
         )
     assert state is not None, f"{e.type} before created"
     changes: dict[str, Any] = {
@@ -383,24 +424,45 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
                            supervise_due=e.supervise_due)
         case "warned":
             changes["warn_at"] = None
+        case "merged":
+            if e.complainants is not None:
+                changes["complainants"] = e.complainants
+            if e.alarms is not None:
+                changes["alarms"] = e.alarms
+            if e.priority is not None:
+                changes.update(priority=e.priority, due=e.due,
+                               warn_at=e.warn_at if e.warn_at is not None else state.warn_at)
+        case "rated":
+            changes["ratings"] = (*state.ratings, e.rating or "")
         case "escalated":
             changes.update(warn_at=None, supervisor=e.supervisor,
                            supervise_due=e.supervise_due, top=bool(e.top))
         case "reopened":
             changes["reopened"] = state.reopened + 1
             changes["outcome"] = None
+            changes["ratings"] = ()
         case "closed":
             changes.update(outcome=e.outcome, stage=None, due=None, warn_at=None,
                            supervisor=None, supervise_due=None)
     return state.model_copy(update=changes)
 
 
-def file_after(file: CaseFile | None, events: list[CaseEvent]) -> CaseFile:
-    """The case file after ``events``: built from ``created``, otherwise unchanged."""
+COMPLAINANTS_KEPT = 500  # contacts kept on one case; the count on the state goes on
+
+
+def file_after(file: CaseFile | None, events: list[CaseEvent],
+               cmd: Command | None = None) -> CaseFile:
+    """The case file after ``events``: built from ``created``; a complaint that joined the
+    case (一事多诉) adds its complainant, who gets the case's notices from now on."""
     for e in events:
         if e.type == "created":
             assert e.opened is not None, "created events carry the opened case"
             file = CaseFile.opened(e.case_id, e.opened, e.at)
+        elif (e.type == "merged" and cmd is not None and isinstance(cmd.body, JoinCase)
+              and cmd.body.open.complainant is not None and file is not None
+              and len(file.complainants) < COMPLAINANTS_KEPT):
+            file = file.model_copy(update={
+                "complainants": (*file.complainants, cmd.body.open.complainant)})
     assert file is not None, "a case file exists once the case is created"
     return file
 
@@ -413,4 +475,6 @@ def apply(state: CaseState | None, cmd: Command, events: list[CaseEvent]) -> Cas
     assert state is not None
     if isinstance(cmd.body, Expire | OpenCase):  # an open repeats onto an existing case
         return state
+    if isinstance(cmd.body, JoinCase):  # kept apart: a storm joins many more than 16
+        return state.model_copy(update={"joins": (*state.joins, cmd.key)[-JOIN_KEYS_KEPT:]})
     return state.model_copy(update={"applied": (*state.applied, cmd.key)[-APPLIED_KEYS_KEPT:]})

@@ -30,6 +30,7 @@ EventType = Literal[
 Stage = Literal["triage", "ack", "resolve", "feedback"]
 TimerKind = Literal["warn", "due", "supervise", "resume"]
 APPLIED_KEYS_KEPT = 16  # client retries repeat recent keys; replays are caught by ``through``
+JOIN_KEYS_KEPT = 64  # reports joined to one case remembered for their repeats
 SUMMARY_CHARS = 280
 
 
@@ -79,6 +80,7 @@ class OpenCase(Frozen):
     sensor_id: str | None = None
     severity: str | None = None
     complainant: Complainant | None = None
+    group: str | None = None  # the merge group it came through (engine/core/merge.py)
 
 
 class ApplyUpdate(Frozen):
@@ -103,6 +105,29 @@ class Expire(Frozen):
     timer: TimerKind
     stage: Stage | None
     instant: datetime
+
+
+class JoinCase(Frozen):
+    """一事多诉 / a repeated alarm: the report joins this open case (engine/core/merge.py)."""
+
+    kind: Literal["join"] = "join"
+    open: OpenCase
+    own_case_id: str  # the case the report opens if this one has closed meanwhile
+
+
+class GroupOpen(Frozen):
+    """A report that may merge, sent to its group (``case_id`` = the group key)."""
+
+    kind: Literal["group_open"] = "group_open"
+    open: OpenCase
+    case_id: str  # the report's own case, if it opens one
+
+
+class GroupForget(Frozen):
+    """A case of the group closed: later reports must not join it."""
+
+    kind: Literal["group_forget"] = "group_forget"
+    case_id: str
 
 
 DirectiveStage = Literal["ack", "report"]
@@ -133,9 +158,11 @@ class DirectiveExpire(Frozen):
     instant: datetime
 
 
-Body = Annotated[OpenCase | ApplyUpdate | ApplyRating | Expire | IssueDirective
-                 | DirectiveUpdate | DirectiveExpire, Field(discriminator="kind")]
+Body = Annotated[OpenCase | ApplyUpdate | ApplyRating | Expire | JoinCase | GroupOpen
+                 | GroupForget | IssueDirective | DirectiveUpdate | DirectiveExpire,
+                 Field(discriminator="kind")]
 DIRECTIVE_KINDS = frozenset({"directive_issue", "directive_update", "directive_expire"})
+GROUP_KINDS = frozenset({"group_open", "group_forget"})
 
 
 class Command(Frozen):
@@ -155,6 +182,12 @@ class Command(Frozen):
             return f"update:{b.update.update_id}"
         if isinstance(b, ApplyRating):
             return f"feedback:{b.feedback.feedback_id}"
+        if isinstance(b, JoinCase):
+            return f"join:{b.open.key}"
+        if isinstance(b, GroupOpen):
+            return f"group:{b.open.key}"
+        if isinstance(b, GroupForget):
+            return f"forget:{b.case_id}"
         if isinstance(b, IssueDirective):
             return f"directive:{b.directive.directive_id}"
         if isinstance(b, DirectiveUpdate):
@@ -193,6 +226,10 @@ class CaseEvent(Frozen):
     top: bool | None = None  # on ``escalated``: the breach reached the city; nothing higher
     policy: str | None = None  # on ``created``: the digest of the policy frozen on the case
     boundary: bool | None = None  # placed near a district line (CONTRACT.md "Intake")
+    complainants: int | None = None  # on ``merged``: complainants now on the case
+    alarms: int | None = None  # on ``merged``: alarms now grouped in the case
+    priority: Priority | None = None  # on ``merged``: a critical alarm raised it to urgent
+    group: str | None = None  # on ``created``: the merge group that opened it
     opened: OpenCase | None = None  # only on ``created``: what evolve builds the case from
 
 
@@ -246,6 +283,13 @@ class CaseState(Frozen):
     supervise_due: datetime | None = None
     top: bool = False
     boundary: bool = False  # near a district line: every event says so
+    # 一事多诉 (engine/core/merge.py): reports on the case, the group to tell when it
+    # closes, and the ratings of this round (the worst counts)
+    complainants: int = 1
+    alarms: int = 0
+    group: str | None = None
+    ratings: tuple[str, ...] = ()
+    joins: tuple[str, ...] = ()  # the reports that joined last (a storm resends event ids)
     applied: tuple[str, ...] = ()
     # offset on the command partition of the last command applied: a replayed command at or
     # below it is already in this state (the writer's crash recovery, engine/writer.py)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from engine.core.model import SUMMARY_CHARS, CaseEvent, CaseFile, CaseState
+from engine.core.model import SUMMARY_CHARS, CaseEvent, CaseFile, CaseState, Complainant
 from engine.topology import Topology
 from schemas.outbound import CaseEventMessage, CitizenNotification, DispatchOrder
 
@@ -54,6 +54,9 @@ def react(case: CaseState, file: CaseFile, events: list[CaseEvent], topology: To
                        for u in e.assist_units or ())
         if case.source == "complaint" and e.type in _NOTICES:
             out.extend(_notices(case, file, e))
+        elif case.source == "complaint" and e.type == "merged" and e.complainants \
+                and file.complainants:  # the complainant who just joined: received
+            out.extend(_notices(case, file, e, only=file.complainants[-1:]))
     return out
 
 
@@ -68,6 +71,7 @@ def _event_message(case: CaseState, e: CaseEvent) -> Output:
         first_responsible=e.first_responsible, late_unit=e.late_unit, supervisor=e.supervisor,
         supervise_due=e.supervise_due, top=e.top,
         boundary=True if case.boundary or e.boundary else None,
+        complainants=e.complainants, alarms=e.alarms,
     )
     return Output("case_events", case.case_id, msg, msg.event_id, f"zhida.case.{e.type}")
 
@@ -91,10 +95,13 @@ def _order(case: CaseState, file: CaseFile, e: CaseEvent, target: str, role: str
                   district=topology.dispatch_key(target))
 
 
-def _notices(case: CaseState, file: CaseFile, e: CaseEvent) -> list[Output]:
-    kind, text = _NOTICES[e.type]
+def _notices(case: CaseState, file: CaseFile, e: CaseEvent,
+             only: tuple[Complainant, ...] | None = None) -> list[Output]:
+    kind, text = _NOTICES["created" if e.type == "merged" else e.type]
+    if e.type == "merged":
+        text = "您反映的问题已有其他市民反映，已并入同一诉求一并办理。"
     out = []
-    for c in file.complainants:
+    for c in file.complainants if only is None else only:
         nid = f"{case.case_id}/{e.seq}/notice/{c.complaint_id}"
         note = CitizenNotification(
             notification_id=nid, case_id=case.case_id, complaint_id=c.complaint_id,

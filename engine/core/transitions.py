@@ -59,11 +59,16 @@ TRANSITIONS: dict[str, Transition] = {
         _t("resolve", "acknowledged", "holder ancestor", "resolved", "resolved"),
         _t("verify", "resolved", "ancestor", "closed", "verified closed", case_sources="sensed",
            note="a sensed case closes when the level above verifies it (the city its own)"),
-        _t("rate", "resolved", "citizen", "closed dispatched", "rated closed reopened",
+        _t("rate", "resolved", "citizen", "closed dispatched same", "rated closed reopened",
            case_sources="complaint",
-           note="satisfied/basically_satisfied close it; unsatisfied reopens it, supervision +1"),
+           note="the worst rating counts: unsatisfied reopens it at once, supervision +1; "
+           "otherwise it closes once every complainant (一事多诉) has rated"),
         _t("expire_feedback", "resolved", "engine", "closed", "closed", case_sources="complaint",
-           note="no rating in time: closed as unrated, never satisfied by default"),
+           note="no more ratings in time: closed with the worst rating given, or unrated; "
+           "never satisfied by default"),
+        _t("join", "triage dispatched acknowledged suspended resolved", "intake", "same",
+           "merged", note="一事多诉 / a repeated alarm joins the open case (merge.py); a "
+           "critical alarm makes it urgent; a closed case sends the report to its own case"),
         _t("expire_warn", "triage dispatched acknowledged resolved", "engine", "same",
            "warned", note="催办 at the policy's warn_fraction of the stage: a reminder order "
            "to the holder (a sensed case's verifier); not for a complaint's feedback"),

@@ -29,6 +29,7 @@ from tests.helpers import POLL, POLL_PROCESS
 from topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[2]
+NO_MERGE = ROOT / "tests" / "data" / "no-merge.toml"  # the default of a test worker
 NAMES = TopicNames("zhida.")
 TOPO = Topology.load()
 
@@ -68,7 +69,8 @@ class Worker:
             [sys.executable, "-m", "engine.cli", "worker", "--bootstrap", self.bootstrap,
              "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env}, start_new_session=True,
+            env={**os.environ, "ZHIDA_POLICY": str(NO_MERGE), **self.env},
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -32,6 +32,7 @@ POLICY = """
 [policy]
 warn_fraction = 0.5
 clock = "24x7"
+merge_window = "PT0S"
 [stages.normal]
 triage = "PT6S"
 ack = "PT6S"

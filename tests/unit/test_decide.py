@@ -122,7 +122,7 @@ def test_policy_overrides_per_category_and_priority() -> None:
 # ---- every action, valid and invalid states ----
 
 @pytest.mark.parametrize("action", sorted(a for a in TRANSITIONS if a != "open" and not
-                                          a.startswith(("rate", "expire_"))))
+                                          a.startswith(("rate", "expire_", "join"))))
 def test_every_action_is_refused_on_a_closed_case(action: str) -> None:
     s, _ = run(open_cmd(), update_cmd("ack", STREET), update_cmd("resolve", STREET),
                rate_cmd("satisfied"))

@@ -1,0 +1,174 @@
+"""一事多诉 and alarm grouping: which open case a new report joins, decided where it is safe.
+
+**Where the decision is made.** A report that may merge is not sent to a case but to its
+*group*: the key ``g|<source>|<category or kind>|<place>`` on the same command log, so one
+writer (engine/writer.py) sees every report of that category at that place, one after the
+other. The group keeps the cases it opened within the merge window (``GroupState``); a report
+either joins the most recent matching one (a ``JoinCase`` command to that case) or opens its own
+case (an ``OpenCase`` to its own deterministic id) and becomes a candidate. Two reports
+arriving together are serialised on the group's partition: the second sees the first's case.
+That is the whole race argument — no case is read or written by the group, and no group by a
+case except through commands.
+
+**When the case has closed meanwhile.** A case that closes tells its group to forget it
+(``GroupForget``). A join already in flight reaches a closed case: the case writer turns it
+into an ``OpenCase`` for the report's own id (``bounce``), so nothing is lost.
+
+**Matching.** Same group key (source, category or alarm kind, place: the location's unit, the
+placed street or, for coordinates, the placed district), opened less than ``merge_window``
+ago, and for coordinates within ``merge_radius_m`` of the case's first point. Alarms group by
+street: a repeat from one sensor and same-kind alarms in one street join one case.
+
+**Ratings with several complainants** (``rating_outcome``): the worst rating counts. An
+``unsatisfied`` rating reopens the case at once (nothing can be worse); otherwise the case
+closes when every complainant has rated, with the worst rating given; a feedback deadline
+that passes first closes it with the worst rating received, or ``unrated`` if none.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.core.model import (
+    Command,
+    Frozen,
+    GroupForget,
+    GroupOpen,
+    JoinCase,
+    OpenCase,
+)
+from engine.core.world import World
+
+CANDIDATES_KEPT = 64  # the most recent open cases a group remembers
+RATING_ORDER = ("unsatisfied", "basically_satisfied", "satisfied")  # worst first
+
+
+class Candidate(Frozen):
+    case_id: str
+    opened_at: datetime
+    lat: float | None = None
+    lon: float | None = None
+
+
+class GroupState(Frozen):
+    """The open cases one (source, category, place) opened within the window."""
+
+    key: str
+    candidates: tuple[Candidate, ...] = ()
+    through: int = -1  # the last command offset applied (engine/writer.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A group's decision: its next state and the command that carries the report on."""
+
+    group: GroupState
+    forward: Command
+    joined: bool
+
+
+def group_key(source: str, category: str, place: str) -> str:
+    return f"g|{source}|{category}|{place}"
+
+
+def group_of(world: World, report: OpenCase) -> str | None:
+    """The group a report merges in, None when merging is off or it cannot be placed.
+
+    Complaints: the location's own unit, else the unit its point or address is placed on
+    (a district for points, with the radius deciding within it). Alarms: the street the
+    alarm is in (its district when no street is known).
+    """
+    policy = world.policy
+    if policy.merge_window <= timedelta(0):
+        return None
+    unit = report.location.get("unit")
+    if not isinstance(unit, str):
+        if world.placer is None:
+            return None
+        placed = world.placer.place(report.location, policy.border_distance_m)
+        unit = placed.unit
+    if unit is None or unit not in world.topology:
+        return None
+    if report.source == "sensed":
+        unit = world.topology.street_of(unit) or unit
+    return group_key(report.source, report.category, unit)
+
+
+def point_of(location: dict[str, Any]) -> tuple[float, float] | None:
+    lat, lon = location.get("lat"), location.get("lon")
+    if isinstance(lat, int | float) and isinstance(lon, int | float):
+        return float(lat), float(lon)
+    return None
+
+
+def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance (haversine, spherical Earth): metres."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = (math.sin((lat2 - lat1) / 2) ** 2
+         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def route(group: GroupState | None, cmd: Command, window: timedelta, radius_m: float
+          ) -> Routed | None:
+    """Join the most recent matching candidate, or open the report's own case; None: a
+    repeated ``GroupForget`` with nothing left to do."""
+    body = cmd.body
+    g = group or GroupState(key=cmd.case_id)
+    if isinstance(body, GroupForget):
+        kept = tuple(c for c in g.candidates if c.case_id != body.case_id)
+        if len(kept) == len(g.candidates):
+            return None
+        return Routed(g.model_copy(update={"candidates": kept}), cmd, joined=False)
+    assert isinstance(body, GroupOpen)
+    own, report = body.case_id, body.open
+    live = tuple(c for c in g.candidates if cmd.at - c.opened_at < window)
+    if any(c.case_id == own for c in live):  # the same report again: its own case says so
+        return Routed(g, _open(cmd, own, report), joined=False)
+    point = point_of(report.location)
+    match = None
+    for c in reversed(live):  # the most recent first
+        if point is None or c.lat is None or c.lon is None \
+                or distance_m(point, (c.lat, c.lon)) <= radius_m:
+            match = c
+            break
+    if match is not None:
+        join = Command(case_id=match.case_id, at=cmd.at, origin=cmd.origin,
+                       body=JoinCase(open=report, own_case_id=own))
+        return Routed(g.model_copy(update={"candidates": live}), join, joined=True)
+    new = Candidate(case_id=own, opened_at=cmd.at, lat=point[0] if point else None,
+                    lon=point[1] if point else None)
+    kept = (*live, new)[-CANDIDATES_KEPT:]
+    return Routed(g.model_copy(update={"candidates": kept}), _open(cmd, own, report),
+                  joined=False)
+
+
+def _open(cmd: Command, case_id: str, report: OpenCase) -> Command:
+    return Command(case_id=case_id, at=cmd.at, body=report, origin=cmd.origin)
+
+
+def bounce(cmd: Command) -> Command:
+    """A join that found its case closed (or never opened): the report opens its own case."""
+    body = cmd.body
+    assert isinstance(body, JoinCase)
+    return Command(case_id=body.own_case_id, at=cmd.at, body=body.open, origin=cmd.origin)
+
+
+def worst(ratings: tuple[str, ...]) -> str | None:
+    """The worst of the ratings given, None if there are none."""
+    if not ratings:
+        return None
+    return min(ratings, key=RATING_ORDER.index)
+
+
+def rating_outcome(ratings: tuple[str, ...], complainants: int) -> str | None:
+    """What the ratings received so far decide: ``unsatisfied`` (reopen), a closing outcome
+    once every complainant has rated, or None (wait for the others)."""
+    if "unsatisfied" in ratings:
+        return "unsatisfied"
+    if len(ratings) >= max(complainants, 1):
+        return worst(ratings)
+    return None
