@@ -228,7 +228,9 @@ class Worker:
             self.ctx.workdir / f"worker-{self.label}-{self.starts}.log",
             {"ZHIDA_APP_ID": self.app_id, "ZHIDA_PREFIX": self.prefix,
              "ZHIDA_STORE": self.ctx.store,
-             "ZHIDA_POLICY": str(no_merge_policy(self.ctx.workdir))},
+             # a caller's policy (bench/timers.py sets its own) wins over the no-merge one
+             "ZHIDA_POLICY": os.environ.get("ZHIDA_POLICY")
+             or str(no_merge_policy(self.ctx.workdir))},
         )
         SESSIONS.append((self.child.name, self.child.proc.pid))
 
