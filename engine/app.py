@@ -128,6 +128,7 @@ class Engine:
         self.cases.changelog_topic = self.cases._new_changelog_topic()
         self.store = CaseStore(self.cases, settings.partitions)
         self.on_assignment: list[Any] = []  # callbacks(partitions of case.commands)
+        self.partitions: list[int] = []  # of case.commands, held by this worker
         self.ticker: Any = None  # engine/timers.py, once registered
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
@@ -136,6 +137,7 @@ class Engine:
         commands = self.names.case_commands
         partitions = sorted(tp.partition for tp in self.app.consumer.assignment()
                             if tp.topic == commands)
+        self.partitions = partitions
         for callback in self.on_assignment:
             callback(partitions)
         self.ready = True

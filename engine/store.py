@@ -17,6 +17,9 @@ Keys (one table, one changelog, so every record of a partition shares one ordere
                         sorted, so the ticker reads what is due as a range, never a scan
 - ``d:<directive>``     ``DirectiveState``: counts and shared deadlines (engine/core/directive.py)
 - ``k:<directive>|<target>`` one ``Task`` per target: an ack rewrites one small record
+- ``c:<partition>:<day>`` supervision figures of the partition's cases that day, by unit
+                        (engine/core/figures.py), with the offset they are counted through
+- ``n:<partition>``     backlog and overdue now, by unit, likewise
 - ``x:<group>``         ``GroupState``: a merge group's open cases (engine/core/merge.py)
 - ``t:<due ms>:<directive>|<target>`` a task's one armed timer (unit codes have no ``|``,
                         case ids neither: the last ``|`` splits a task's timer key)
@@ -67,6 +70,14 @@ def policy_key(digest: str) -> bytes:
 
 def directive_key(directive_id: str) -> bytes:
     return f"d:{directive_id}".encode()
+
+
+def figures_day_key(partition: int, day: str) -> bytes:
+    return f"c:{partition}:{day}".encode()
+
+
+def figures_now_key(partition: int) -> bytes:
+    return f"n:{partition}".encode()
 
 
 def group_key(key: str) -> bytes:
@@ -356,6 +367,20 @@ class CaseStore:
             out.extend(events)
             seq = events[-1].seq + 1 if events else seq + 1
         return out
+
+    def figures(self, partition: int, key: bytes) -> dict[str, Any]:
+        """A figures record: ``{"through": offset, "units": {unit: {counter: n}}}``."""
+        raw = self.get(partition, key)
+        return unpack(raw) if raw is not None else {"through": -1, "units": {}}
+
+    def figures_days(self, partition: int, first: str, last: str
+                     ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The day records of ``partition`` from ``first`` to ``last`` (inclusive)."""
+        prefix = f"c:{partition}:".encode()
+        for k, raw in self._prefixed(partition, prefix):
+            day = k[len(prefix):].decode()
+            if first <= day <= last:
+                yield day, unpack(raw)
 
     def marks(self, partition: int) -> Marks:
         return Marks.load(self.get(partition, marks_key(partition)))

@@ -8,7 +8,9 @@ applies them; ``@app.table_route`` routes with ``app.router``, not with the ``/r
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import faust
 import orjson
@@ -16,10 +18,11 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.app import Engine
-from engine.core import directive
+from engine.core import directive, figures
 from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.health import Health
 from engine.logs import mask_name, mask_phone
+from engine.store import figures_now_key
 
 FAUST_PAGES = "faust.web.apps"
 
@@ -51,6 +54,38 @@ def case_view(state: CaseState, file: CaseFile | None, history: list[CaseEvent]
         for e in data["history"] if e.get("due") and e.get("stage")
     ]
     return data
+
+
+def period(start: str | None, end: str | None, tz_name: str, now: datetime
+           ) -> tuple[date, date]:
+    """``from``/``to`` (RFC 3339 instants or dates) as local days; default today."""
+    tz = ZoneInfo(tz_name)
+    today = now.astimezone(tz).date()
+
+    def day(v: str | None) -> date:
+        if not v:
+            return today
+        try:
+            t = datetime.fromisoformat(v.replace(" ", "+"))  # a '+' in a query is a space
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 time or a date: {v!r}") from None
+        return t.astimezone(tz).date() if t.tzinfo else t.date()
+
+    return day(start), day(end)
+
+
+def figures_of(engine: Engine, start: date, end: date
+               ) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, int]]]:
+    """The figure records of the partitions this worker holds, summed: (days in [start,
+    end], now). A range read per partition: days are sorted in the keys."""
+    days: dict[str, dict[str, dict[str, int]]] = {}
+    now: dict[str, dict[str, int]] = {}
+    store = engine.store
+    for p in engine.partitions:
+        figures.merge(now, store.figures(p, figures_now_key(p))["units"])
+        for d, rec in store.figures_days(p, start.isoformat(), end.isoformat()):
+            figures.merge(days.setdefault(d, {}), rec["units"])
+    return days, now
 
 
 def drop_faust_pages(app: faust.App) -> list[str]:
@@ -103,6 +138,20 @@ def register(engine: Engine, health: Health | None = None) -> None:
             return self.json({"error": "unknown case", "case_id": case_id}, status=404)
         return self.json(case_view(state, engine.store.file(case_id),
                                    engine.store.history(case_id, state.seq)))
+
+    @app.page("/units/{code}/stats")
+    async def unit_stats(self: View, request: Request, code: str) -> Response:
+        try:
+            start, end = period(request.query.get("from"), request.query.get("to"),
+                                engine.world.policy.calendar.timezone, engine.clock())
+            body = figures.stats(code, start, end, *figures_of(engine, start, end),
+                                 engine.world.topology)
+        except KeyError:
+            return self.json({"error": "unknown unit", "unit": code}, status=404)
+        except ValueError as e:
+            return self.json({"error": str(e)}, status=400)
+        body["partitions"] = engine.partitions  # the share of the city this worker holds
+        return self.json(body)
 
     @app.page("/directives/{directive_id}")
     @app.table_route(table=engine.cases, match_info="directive_id")

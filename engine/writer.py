@@ -32,6 +32,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from faust.types import EventT
@@ -48,6 +50,7 @@ from engine.core import (
     apply,
     decide,
     directive,
+    figures,
     file_after,
     merge,
     react,
@@ -76,9 +79,12 @@ from engine.store import (
     dump_events,
     dump_timer,
     event_key,
+    figures_day_key,
+    figures_now_key,
     file_key,
     group_key,
     marks_key,
+    pack,
     policy_key,
     state_key,
     task_key,
@@ -101,6 +107,8 @@ class _Batch:
     derived: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     states: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     marks: dict[int, Marks] = field(default_factory=dict)
+    # supervision figures (engine/core/figures.py): records touched, by key
+    figures: dict[tuple[int, bytes], dict[str, Any]] = field(default_factory=dict)
     counted: list[tuple[Command, CaseState | None, CaseState, Accepted]] = field(
         default_factory=list)
 
@@ -122,6 +130,7 @@ class CaseWriter:
         self._directives: dict[str, directive.DirectiveState | None] = {}
         self._tasks: dict[tuple[str, str], directive.Task | None] = {}
         self._groups: dict[str, merge.GroupState] = {}
+        self._tz = ZoneInfo(engine.world.policy.calendar.timezone)
         self._policies_kept: set[tuple[int, str]] = set()
 
     # ---- marks: the partition's durable watermark and counts ----
@@ -236,6 +245,7 @@ class CaseWriter:
                 metrics.timer_lateness.observe(max(lateness, 0.0))
             batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
             self._states[cmd.case_id] = new
+            self._count_figures(batch, p, offset, state, new, decision.events)
             if fresh:
                 body = cmd.body
                 if isinstance(body, JoinCase):  # counted where it lands, once
@@ -333,6 +343,31 @@ class CaseWriter:
             batch.outputs.append(engine.dead_letter_origin_record(
                 cmd.origin, decision.reason, decision.detail, at=cmd.at))
 
+    def _count_figures(self, batch: _Batch, p: int, offset: int, before: CaseState | None,
+                       after: CaseState, events: list[Any]) -> None:
+        """Fold a command into its partition's figure records, each once: a record carries
+        the offset it is counted through, so a replay after a crash adds nothing twice
+        (they are written in phase 1, apart from ``Marks``, hence a watermark of their own)."""
+        delta = figures.tally(before, after, events, self._tz)
+        if not delta:
+            return
+        by_day: dict[str, dict[str, dict[str, int]]] = {}
+        for (unit, day), counters in delta.days.items():
+            by_day.setdefault(day, {})[unit] = counters
+        targets = [(figures_day_key(p, day), add) for day, add in by_day.items()]
+        if delta.now:
+            targets.append((figures_now_key(p), delta.now))
+        for key, add in targets:
+            rec = batch.figures.get((p, key))
+            if rec is None:
+                rec = self.store.figures(p, key)
+                rec = batch.figures[(p, key)] = {"through": rec["through"],
+                                                  "units": rec["units"]}
+            if offset <= rec["through"]:
+                continue  # counted before a crash
+            figures.merge(rec["units"], add)
+            rec["through"] = offset
+
     def _group(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool) -> None:
         """A report that may merge, at its group: join an open case or open its own; the
         group's state and the forwarded command in the same phases as everything else."""
@@ -408,6 +443,8 @@ class CaseWriter:
         engine = self.engine
         for p, marks in batch.marks.items():
             batch.put(batch.derived, p, marks_key(p), marks.dump())
+        for (p, key), rec in batch.figures.items():
+            batch.put(batch.derived, p, key, pack(rec))
         changelog = self.store.table.changelog_topic.get_topic_name()
         phase1 = [*batch.outputs, *_changelog_records(changelog, batch.derived)]
         ends1 = await self._deliver(phase1)
