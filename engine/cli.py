@@ -416,6 +416,10 @@ def parser() -> argparse.ArgumentParser:
     _simulation_flags(d, speed=600.0)  # a simulated working day in minutes
     d.add_argument("--http-port", type=int, default=None, metavar="PORT",
                    help="the worker's HTTP port (default: a free port)")
+    d.add_argument("--no-keys", dest="keys", action="store_false",
+                   help="run without signed messages (default: every unit gets a key pair, "
+                        "the worker checks every update and directive, the simulator signs "
+                        "them and forges a few that must be refused)")
     d.set_defaults(func=_demo)
 
     _operator_commands(sub)

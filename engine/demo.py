@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from engine import keys
 from engine import policy as policy_module
 from engine.broker import EmbeddedBroker, free_port
 from engine.sim import SimStats
@@ -51,8 +52,9 @@ class DemoError(Exception):
 
 
 class WorkerProcess:
-    def __init__(self, bootstrap: str, http_port: int, workdir: Path, policy: Path | None
-                 ) -> None:
+    def __init__(self, bootstrap: str, http_port: int, workdir: Path, policy: Path | None,
+                 keys: Path | None = None) -> None:
+        self.keys = keys
         self.bootstrap = bootstrap
         self.http_port = http_port
         self.data_dir = workdir / "data"
@@ -68,6 +70,8 @@ class WorkerProcess:
                "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]
         if self.policy is not None:
             cmd += ["--policy", str(self.policy)]
+        if self.keys is not None:
+            cmd += ["--keys", str(self.keys)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
@@ -247,8 +251,10 @@ def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespac
         f"{ev.get('assigned', 0) - stats.assigns} re-assigned by districts, the rest handled "
         f"by them; {ev.get('assisted', 0)} assists, {ev.get('suspended', 0)} suspensions)",
         f"  reopened      {ev.get('reopened', 0):6d}   (unsatisfied ratings, supervision +1)",
-        f"  unauthorized  {dead.get('unauthorized', 0):6d}   refused of {stats.forged} forged "
-        "updates from units with no right to the case",
+        f"  unauthorized  {dead.get('unauthorized', 0):6d}   refused: {stats.forged} forged "
+        "updates from units with no right to the case"
+        + (f", {stats.forged_signatures} signed with another unit's key"
+           if getattr(args, "keys", True) else ""),
         f"  reminders     {ev.get('warned', 0):6d}   催办 (yellow) to units near a deadline",
         f"  escalations   {ev.get('escalated', 0):6d}   督办 (red): "
         f"{stats.supervision.get('district', 0)} to districts, "
@@ -264,9 +270,16 @@ def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespac
         f"p99 {fmt_ms(stats.percentile(99))} (n={len(stats.latencies_ms)}, "
         "from producing the input to reading its first order)",
     ]
+    merges = m.by_label("zhida_merges_total", "outcome")
+    joined = merges.get("joined", 0)
+    after = next(i for i, line in enumerate(lines) if line.startswith("  received")) + 1
+    lines.insert(after, f"  merged        {joined:6d}   reports joined an open case (一事多诉, "
+                 f"repeated alarms): one problem, one case, one order; "
+                 f"{m.total('zhida_alarm_storms_total')} alarm storms reported")
     lines += directive_lines(stats, topo)
-    if stats.undispatched:
-        lines.append(f"  {stats.undispatched} inputs had no order by the end of the run")
+    missing = stats.undispatched - joined  # a joined report gets no order of its own
+    if missing > 0:
+        lines.append(f"  {missing} inputs had no order by the end of the run")
     if stats.errors:
         lines.append(f"  simulator errors: {stats.errors}")
     return lines
@@ -315,7 +328,15 @@ def main(args: argparse.Namespace) -> int:
         say(f"broker: embedded Tansu on {broker.bootstrap} (pid {broker.proc.pid})"
             if broker.proc else f"broker: {broker.bootstrap}")
         policy = scaled_policy(args.speed, workdir / "policy.toml") if args.speed > 0 else None
-        worker = WorkerProcess(broker.bootstrap, args.http_port or free_port(), workdir, policy)
+        jwks = private = None
+        if getattr(args, "keys", True):  # signed messages, the default (docs/security.md)
+            jwks, private = workdir / "keys" / "jwks.json", workdir / "keys" / "private"
+            t = time.perf_counter()
+            keys.issue(jwks, topo.units, private)
+            say(f"keys: {len(topo.units)} units, one Ed25519 key pair each, in "
+                f"{time.perf_counter() - t:.1f} s ({jwks})")
+        worker = WorkerProcess(broker.bootstrap, args.http_port or free_port(), workdir, policy,
+                               jwks)
         worker.start()
         assert worker.proc is not None
         say(f"worker: pid {worker.proc.pid}, http {worker.url('')}, log {worker.log_path}")
@@ -324,7 +345,8 @@ def main(args: argparse.Namespace) -> int:
             f"drain up to {args.drain:g} s, speed x{args.speed:g}, seed {args.seed}")
         stats = asyncio.run(run_simulation(
             broker.bootstrap, os.environ.get("ZHIDA_PREFIX", "zhida."), args.rate,
-            args.duration, args.seed, args.drain, args.speed, progress, topology=topo))
+            args.duration, args.seed, args.drain, args.speed, progress, topology=topo,
+            keys_dir=private))
         progress.finish()
         status, body = worker.get("/metrics")
         if status != 200:

@@ -18,11 +18,13 @@ import heapq
 import itertools
 import logging
 import math
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -64,6 +66,7 @@ class SimStats:
     assists: int = 0  # 吹哨报到 sent
     suspensions: int = 0
     forged: int = 0  # updates sent from a unit with no right to the case
+    forged_signatures: int = 0  # updates signed with another unit's key
     ratings: Counter[str] = field(default_factory=Counter)
     unanswered: int = 0  # citizens who never rate
     notifications: Counter[str] = field(default_factory=Counter)
@@ -169,21 +172,65 @@ class Scheduler:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
 
-class Sender:
-    """Produces JSON bodies without waiting for each delivery; failures are counted."""
+FORGED_SIGNATURE_SHARE = 0.01  # signed updates sent with another unit's key: refused
 
-    def __init__(self, producer: AIOKafkaProducer, stats: SimStats) -> None:
+
+class Sender:
+    """Produces JSON bodies without waiting for each delivery; failures are counted.
+
+    Given the units' private keys (``keys_dir``, as ``zhida keys issue`` writes them), every
+    update and directive is signed by its ``actor``/``issuer`` (CONTRACT.md "Signed
+    messages"), and one in a hundred with another unit's key: the worker must refuse those.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, stats: SimStats,
+                 keys_dir: Path | None = None, signed_topics: frozenset[str] = frozenset(),
+                 seed: int = 0) -> None:
         self.producer = producer
         self.stats = stats
+        self.keys_dir = keys_dir
+        self.signed_topics = signed_topics
+        self._signers: dict[str, Any] = {}
+        self._rng = random.Random(f"signatures-{seed}")
 
     async def send(self, topic: str, key: str, value: dict[str, Any]) -> None:
-        fut = await self.producer.send(topic, orjson.dumps(value), key=key.encode())
+        raw = orjson.dumps(value)
+        headers = None
+        if self.keys_dir is not None and topic in self.signed_topics:
+            headers = [("zhida-signature", self._signature(value, raw).encode())]
+        fut = await self.producer.send(topic, raw, key=key.encode(), headers=headers)
         fut.add_done_callback(self._done)
+
+    def _signature(self, value: dict[str, Any], raw: bytes) -> str:
+        unit = str(value.get("actor") or value.get("issuer") or "")
+        if self._rng.random() < FORGED_SIGNATURE_SHARE and self._signers:
+            others = [u for u in self._signers if u != unit]
+            if others:
+                self.stats.forged_signatures += 1
+                unit = self._rng.choice(others)
+        return self._signer(unit).sign(raw)
+
+    def _signer(self, unit: str) -> Any:
+        from engine.signing import Signer
+
+        signer = self._signers.get(unit)
+        if signer is None:
+            assert self.keys_dir is not None
+            signer = self._signers[unit] = Signer.from_file(self.keys_dir / f"{unit}.1.jwk")
+        return signer
 
     def _done(self, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             self.stats.errors += 1
             log.warning("send failed: %s", None if fut.cancelled() else fut.exception())
+
+
+def client_kwargs() -> dict[str, Any]:
+    """The simulator's Kafka authentication, from ``ZHIDA_SECURITY_PROTOCOL`` and
+    ``ZHIDA_SASL_*`` (the compose file's ``zhida-sim`` user; nothing on the embedded broker)."""
+    from engine.settings import Settings
+
+    return Settings.from_env().client_kwargs()
 
 
 async def open_consumer(bootstrap: str, topics: list[str]) -> AIOKafkaConsumer:
@@ -192,6 +239,7 @@ async def open_consumer(bootstrap: str, topics: list[str]) -> AIOKafkaConsumer:
     Positions are resolved before returning, so everything produced afterwards is seen.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                **client_kwargs(),
                                 fetch_max_wait_ms=20)
     await consumer.start()
     try:

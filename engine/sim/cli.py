@@ -23,13 +23,14 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from engine.catalogue import Catalogue
-from engine.sim import CHONGQING, Scheduler, Sender, SimStats
+from engine.sim import CHONGQING, Scheduler, Sender, SimStats, client_kwargs
 from engine.sim.centres import Centres
 from engine.sim.citizens import Citizens
 from engine.sim.directives import Desk
@@ -48,16 +49,17 @@ async def run_simulation(bootstrap: str, prefix: str = "zhida.", rate: float = 2
                          speed: float = 60.0, progress: Progress | None = None, *,
                          topology: Topology | None = None,
                          catalogue: Catalogue | None = None,
-                         directives: bool = True) -> SimStats:
+                         directives: bool = True, keys_dir: Path | None = None) -> SimStats:
     topo = topology or Topology.load()
     cat = catalogue or Catalogue.load()
     names = TopicNames(prefix)
     stats = SimStats()
     await _ensure_topics(bootstrap, prefix, topo)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **client_kwargs())
     await producer.start()
     scheduler = Scheduler(stats)
-    sender = Sender(producer, stats)
+    sender = Sender(producer, stats, keys_dir,
+                    frozenset({names.unit_updates, names.directives}), seed)
     centres = Centres(bootstrap, names, topo, sender, scheduler, stats, speed=speed, seed=seed)
     citizens = Citizens(bootstrap, names, sender, scheduler, stats, speed=speed, seed=seed)
     desk = Desk(bootstrap, names, topo, sender, scheduler, stats, speed=speed, seed=seed)
@@ -96,7 +98,7 @@ async def run_simulation(bootstrap: str, prefix: str = "zhida.", rate: float = 2
 async def _ensure_topics(bootstrap: str, prefix: str, topo: Topology) -> None:
     """Create the contract's topics if the worker has not (yet): they are idempotent."""
     wanted = TopicNames(prefix).all(topo.districts)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

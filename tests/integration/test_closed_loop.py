@@ -103,11 +103,34 @@ async def test_sensed_alarm_is_dispatched_and_closed_by_verification(kafka: Coll
 
 
 async def test_unplaceable_location_goes_to_city_triage(kafka: Collector) -> None:
-    case_id, _ = await open_case(kafka, location={"lat": 29.557, "lon": 106.577})
+    case_id, _ = await open_case(kafka, location={"lat": 39.9042, "lon": 116.4074})  # 北京
     [order] = await kafka.wait_for(lambda: kafka.where(NAMES.dispatch("city"), case_id=case_id))
     assert order.key == "500000"
     events = await kafka.events(case_id, 2)
     assert events[1]["type"] == "triaged" and events[1]["state"] == "triage"
+    assert "outside Chongqing" in events[1]["reason"]
+
+
+async def test_points_and_addresses_are_placed(kafka: Collector) -> None:
+    # 解放碑, well inside 渝中区: no street polygons, so its district centre assigns it
+    case_id, _ = await open_case(kafka, location={"lat": 29.5578, "lon": 106.5770})
+    events = await kafka.events(case_id, 2)
+    assert events[1]["type"] == "dispatched" and events[1]["unit"] == "500103"
+    assert not events[1].get("boundary")
+    # an address naming a street
+    case_id, _ = await open_case(kafka, location={"address": "重庆市渝中区解放碑街道邹容路"})
+    events = await kafka.events(case_id, 2)
+    assert events[1]["type"] == "dispatched" and events[1]["unit"] == "500103003"
+
+
+async def test_a_border_point_goes_to_the_city_with_boundary(kafka: Collector) -> None:
+    # 朝天门: within 200 m of both 渝中区 and 江北区
+    case_id, _ = await open_case(kafka, location={"lat": 29.5660, "lon": 106.5860})
+    [order] = await kafka.wait_for(lambda: kafka.where(NAMES.dispatch("city"), case_id=case_id))
+    assert order.key == "500000"
+    events = await kafka.events(case_id, 2)
+    assert events[1]["type"] == "dispatched" and events[1]["unit"] == "500000"
+    assert all(e.get("boundary") is True for e in events)
 
 
 async def test_duplicate_complaint_is_dropped_and_counted(kafka: Collector, worker: Worker
