@@ -241,7 +241,8 @@ class Tracker:
                 now = time.perf_counter()
                 if batch:
                     last = now
-                done = all(await consumer.position(tp) >= target[tp] for tp in tps)
+                positions = [await consumer.position(tp) for tp in tps]
+                done = all(pos >= target[tp] for pos, tp in zip(positions, tps, strict=True))
                 if not done:
                     reached = now
                 elif now - last >= idle or now - reached >= 2 * idle:
