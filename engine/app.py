@@ -167,6 +167,12 @@ class Engine:
         m = self.metrics
         for e in decision.events:
             m.case_events.labels(e.type).inc()
+            if e.type == "created" and e.opened is not None:
+                loc = e.opened.location
+                method = "unit" if "unit" in loc else "point" if "lat" in loc else "address"
+                outcome = ("boundary" if e.boundary else "triage"
+                           if any(x.type == "triaged" for x in decision.events) else "placed")
+                m.placements.labels(method, outcome).inc()
             if e.type in ("dispatched", "triaged") and before is None:
                 # from the input's own timestamp (producer time) when it has one
                 since = cmd.origin.timestamp if cmd.origin and cmd.origin.timestamp else None

@@ -273,6 +273,13 @@ def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespac
     merges = m.by_label("zhida_merges_total", "outcome")
     joined = merges.get("joined", 0)
     after = next(i for i, line in enumerate(lines) if line.startswith("  received")) + 1
+    placed = m.by_label("zhida_placements_total", "outcome")
+    by_method = m.by_label("zhida_placements_total", "method")
+    lines.insert(after, (
+        f"  placed        {placed.get('placed', 0):6d}   ({by_method.get('point', 0)} by "
+        f"coordinates, {by_method.get('address', 0)} by address, the rest by unit code); "
+        f"{placed.get('boundary', 0)} near a district line to the city (boundary), "
+        f"{placed.get('triage', 0)} to triage"))
     lines.insert(after, f"  merged        {joined:6d}   reports joined an open case (一事多诉, "
                  f"repeated alarms): one problem, one case, one order; "
                  f"{m.total('zhida_alarm_storms_total')} alarm storms reported")

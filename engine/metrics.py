@@ -71,6 +71,11 @@ class Metrics:
             "Reports through a merge group: joined an open case (一事多诉, repeated alarms), "
             "opened their own, or bounced off a case that had closed", ["outcome"],
             registry=r)
+        self.placements = Counter(
+            "zhida_placements_total",
+            "New cases by how their location was given (unit, point, address) and where it "
+            "put them: placed, boundary (near a district line: the common ancestor) or "
+            "triage", ["method", "outcome"], registry=r)
         self.storms = Counter(
             "zhida_alarm_storms_total",
             "Alarm storms: a district's alarms above the policy's storm_alarms_per_minute "
@@ -152,6 +157,9 @@ class Metrics:
             collector(registry=r)
 
     def _start_at_zero(self) -> None:
+        for method in ("unit", "point", "address"):
+            for outcome in ("placed", "boundary", "triage"):
+                self.placements.labels(method, outcome)
         for counter, values in ((self.inputs, INPUT_TOPICS),
                                 (self.duplicates, DUPLICATE_KINDS),
                                 (self.deadletters, DEADLETTER_REASONS),

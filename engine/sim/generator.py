@@ -82,6 +82,7 @@ READINGS: dict[str, tuple[str, dict[str, tuple[float, float]]]] = {
 STORM_CHANCE = 1 / 250  # per regular input: about one storm per 250 inputs
 STORM_SIZE = (20, 60)
 UNPLACED_SHARE = 0.05  # complaints located by coordinates or address instead of a unit
+REPEAT_SHARE = 0.05  # complaints followed by 1-2 more callers about the same problem
 COMPLAINT_SHARE = 0.8
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何罗高林谭冉向"
@@ -224,7 +225,8 @@ class Generator:
     def __init__(self, seed: int = 12345, topology: Topology | None = None,
                  catalogue: Catalogue | None = None, *, storm_chance: float = STORM_CHANCE,
                  complaint_share: float = COMPLAINT_SHARE,
-                 unplaced_share: float = UNPLACED_SHARE) -> None:
+                 unplaced_share: float = UNPLACED_SHARE,
+                 repeat_share: float = REPEAT_SHARE) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.topology = topology or Topology.load()
@@ -232,6 +234,7 @@ class Generator:
         self.storm_chance = storm_chance
         self.complaint_share = complaint_share
         self.unplaced_share = unplaced_share
+        self.repeat_share = repeat_share
         topo = self.topology
         self.streets = _Weighted(topo.streets, (street_weight(topo, s) for s in topo.streets))
         districts = [d for d in topo.districts if topo.streets_of(d)]
@@ -258,11 +261,30 @@ class Generator:
         item = self.complaint(now) if self.rng.random() < self.complaint_share \
             else self.alarm(now)
         out = [item]
+        if item.source == "complaint" and self.rng.random() < self.repeat_share:
+            out.extend(self.repeats(item))  # 一事多诉: neighbours call about the same thing
         if self.has_waterlogging and self.rng.random() < self.storm_chance:
             out.extend(self.storm(now))
         return out
 
     # ---- complaints ----
+
+    def repeats(self, first: Input) -> list[Input]:
+        """One or two more callers about the problem ``first`` reported: same category and
+        place, their own complaint id and contact."""
+        out = []
+        for _ in range(self.rng.randint(1, 2)):
+            n = next(self._complaints)
+            value = {**first.value, "complaint_id": f"SIM{self.seed}-C{n:07d}",
+                     "channel": self.rng.choice(("hotline", "app")),
+                     "description": first.value["description"] + "（又一位市民反映）"}
+            citizen = self._citizen(value["channel"])
+            if citizen is not None:
+                value["citizen"] = citizen
+            else:
+                value.pop("citizen", None)
+            out.append(Input("complaint", value["complaint_id"], value))
+        return out
 
     def complaint(self, now: datetime | None = None) -> Input:
         rng = self.rng
@@ -299,8 +321,11 @@ class Generator:
         if rng.random() < 0.5:
             return {"lat": round(rng.uniform(*LAT_RANGE), 6),
                     "lon": round(rng.uniform(*LON_RANGE), 6)}
-        return {"address": f"重庆市{self.topology.name(district)}{rng.choice(ROADS)}"
-                           f"{rng.randint(1, 300)}号附近"}
+        # an address: half name the street or town as well, half only the district
+        place = self.topology.name(district)
+        if rng.random() < 0.5:
+            place += self.topology.name(street)
+        return {"address": f"重庆市{place}{rng.choice(ROADS)}{rng.randint(1, 300)}号附近"}
 
     def _description(self, category: str, street: str) -> str:
         rng = self.rng
