@@ -22,10 +22,20 @@ test: $(STAMP)  ## lint, unit tests, integration tests against the embedded brok
 bench: $(STAMP)  ## throughput and latency baseline; writes docs/benchmarks.md
 	$(BIN)/python -m bench.run $(ARGS)
 	$(BIN)/python -m bench.directives
+	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.signed
 
 .PHONY: bench-directives
 bench-directives: $(STAMP)  ## directive to 1,031 streets: fan-out, acks, GET status; writes docs/benchmarks-directives.md
 	$(BIN)/python -m bench.directives $(ARGS)
+
+.PHONY: bench-storm
+bench-storm: $(STAMP)  ## alarm storm of 500 from 300 sensors, placement cost, address accuracy; writes docs/benchmarks-intake.md
+	$(BIN)/python -m bench.storm $(ARGS)
+
+.PHONY: bench-signed
+bench-signed: $(STAMP)  ## engine throughput with signature checks against without; writes docs/benchmarks-signing.md
+	$(BIN)/python -m bench.signed $(ARGS)
 
 .PHONY: bench-crash
 bench-crash: $(STAMP)  ## soak: SIGKILL the worker under load, check every output (tests/crashload.py)

@@ -112,6 +112,20 @@ dispatch topic after intake), 1,031 acks applied after they are produced, `GET
 /directives/{id}` latency with 1,031 tasks, and the changelog bytes an ack writes with 1,031
 targets and with 3, next to issue 14's targets —
 [benchmarks-directives.md](benchmarks-directives.md).
+
+## Intake: storms, placement, addresses
+
+`python -m bench.storm` (`make bench-storm`, also run by `make bench`): an alarm storm of 500
+from 300 sensors in one district with every alarm accounted, orders per case and the drain
+time, placement cost per report and the address set's accuracy, next to issue 15's targets —
+[benchmarks-intake.md](benchmarks-intake.md).
+
+## Signed updates
+
+`python -m bench.signed` (`make bench-signed`, also run by `make bench`): updates applied per
+second with every signature verified against without a key set, in one run, and the
+verification cost per message, next to issue 17's targets —
+[benchmarks-signing.md](benchmarks-signing.md).
 """
 
 

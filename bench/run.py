@@ -369,9 +369,11 @@ async def scenario_faust(ctx: Ctx, r: int) -> Result:
 class EngineRun:
     """One fresh engine worker: own app id, topic prefix and data dir."""
 
-    def __init__(self, ctx: Ctx, label: str) -> None:
+    def __init__(self, ctx: Ctx, label: str, policy: Path | None = None) -> None:
         self.ctx = ctx
         self.label = label
+        self.policy = policy  # default: merging off (no_merge_policy)
+        self.env: dict[str, str] = {}  # more settings for this worker (ZHIDA_*)
         self.prefix = f"{ctx.tag}{label}."
         self.app_id = f"bench-{ctx.tag}{label}"
         self.names = TopicNames(self.prefix)
@@ -401,7 +403,8 @@ class EngineRun:
              "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
             self.ctx.workdir / f"engine-{self.label}.log",
             {"ZHIDA_APP_ID": self.app_id, "ZHIDA_PREFIX": self.prefix,
-             "ZHIDA_POLICY": str(no_merge_policy(self.ctx.workdir))},
+             "ZHIDA_POLICY": str(self.policy or no_merge_policy(self.ctx.workdir)),
+             **self.env},
         )
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
