@@ -427,7 +427,7 @@ def status(d: DirectiveState, tasks: list[dict[str, Any]], now: datetime) -> dic
     late = 0
     for t in tasks:
         due = t.get("due")
-        is_late = due is not None and t.get("stage") is not None and _time(due) < now
+        is_late = due is not None and t.get("stage") is not None and as_time(due) < now
         late += is_late
         entries.append({"target": t["target"], "state": t.get("state", "delivered"),
                         "acknowledged_at": t.get("acknowledged_at"),
@@ -448,5 +448,6 @@ def status(d: DirectiveState, tasks: list[dict[str, Any]], now: datetime) -> dic
     }
 
 
-def _time(v: Any) -> datetime:
+def as_time(v: Any) -> datetime:
+    """A stored time (a datetime, or its ISO text in a task read as a dict)."""
     return v if isinstance(v, datetime) else datetime.fromisoformat(v)
