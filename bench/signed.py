@@ -3,10 +3,10 @@
     python -m bench.signed [--cases 3000] [--repeats 3]
 
 One embedded broker; per repeat two fresh engine workers, one without a key set and one with
-``ZHIDA_KEYS`` (a JWKS with a key for every unit). Each gets ``--cases`` complaints (one per
-street, round robin) and, once all are dispatched, one ``progress`` update per case from its
-street, signed with the street's key (the worker without keys ignores the header). Measured:
-updates applied per second, from the first update produced to the last ``progress`` event
+``ZHIDA_KEYS`` (a JWKS with a key for every street). Each gets ``--cases`` complaints (round
+robin over the streets) and, once all are dispatched, one ``ack`` per case from its street,
+signed with the street's key (the worker without keys ignores the header). Measured: updates
+applied per second, from the first update produced to the last ``acknowledged`` event
 (record timestamps), and the per-message verification cost from ``bench.signing``. Writes
 docs/benchmarks-signing.md (linked from docs/benchmarks.md); medians over the repeats.
 """
@@ -69,7 +69,7 @@ async def one(run: EngineRun, producer: AIOKafkaProducer, topo: Topology, n: int
     futures = []
     for case_id, street in cases:
         raw = orjson.dumps({"update_id": uuid.uuid4().hex, "actor": street,
-                            "action": "progress", "case_id": case_id, "note": "处置中",
+                            "action": "ack", "case_id": case_id, "note": "已签收",
                             "at": datetime.now(UTC).isoformat()})
         futures.append(await producer.send(
             names.unit_updates, raw, key=case_id.encode(),
@@ -77,11 +77,11 @@ async def one(run: EngineRun, producer: AIOKafkaProducer, topo: Topology, n: int
     sent = await asyncio.gather(*futures)
     first = min(m.timestamp for m in sent) / 1000
     t = time.perf_counter()
-    while count(b'"type":"progress"') < n:
+    while count(b'"type":"acknowledged"') < n:
         if time.perf_counter() - t > 120:
-            raise Failed(f"{run.label}: {count(b'progress')}/{n} updates applied")
+            raise Failed(f"{run.label}: {count(b'acknowledged')}/{n} updates applied")
         await asyncio.sleep(0.1)
-    last = max(ts for _tp, _k, v, ts in tail.records if b'"type":"progress"' in v)
+    last = max(ts for _tp, _k, v, ts in tail.records if b'"type":"acknowledged"' in v)
     await tail.stop()
     return {"updates": n, "seconds": round(last - first, 3),
             "rate": round(n / max(last - first, 1e-6), 1)}
