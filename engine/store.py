@@ -327,6 +327,12 @@ class CaseStore:
         return Task.model_validate({**unpack(raw), "directive_id": directive_id,
                                     "target": target})
 
+    def directives(self, partition: int) -> Iterator[DirectiveState]:
+        """Every directive on ``partition`` (directives are few: a scan is fine)."""
+        for k, raw in self._prefixed(partition, b"d:"):
+            yield DirectiveState.model_validate({**unpack(raw),
+                                                 "directive_id": k[2:].decode()})
+
     def tasks(self, directive_id: str) -> list[dict[str, Any]]:
         """Every task of a directive as stored (plain dicts, target filled in): one prefix
         read, no model per task (GET /directives/{id} reads 1,031 of them)."""

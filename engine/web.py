@@ -75,6 +75,10 @@ def period(start: str | None, end: str | None, tz_name: str, now: datetime
     return day(start), day(end)
 
 
+def _local_day(at: datetime, engine: Engine) -> date:
+    return at.astimezone(ZoneInfo(engine.world.policy.calendar.timezone)).date()
+
+
 def figures_of(engine: Engine, start: date, end: date
                ) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, int]]]:
     """The figure records of the partitions this worker holds, summed: (days in [start,
@@ -180,6 +184,9 @@ def register(engine: Engine, health: Health | None = None) -> None:
             return self.json({"error": "unknown unit", "unit": code}, status=404)
         except ValueError as e:
             return self.json({"error": str(e)}, status=400)
+        body["directives"] = directive.issuer_figures([
+            d for p in engine.partitions for d in engine.store.directives(p)
+            if d.issuer == code and start <= _local_day(d.issued_at, engine) <= end])
         body["partitions"] = engine.partitions  # the share of the city this worker holds
         return self.json(body)
 

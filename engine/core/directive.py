@@ -451,3 +451,22 @@ def status(d: DirectiveState, tasks: list[dict[str, Any]], now: datetime) -> dic
 def as_time(v: Any) -> datetime:
     """A stored time (a datetime, or its ISO text in a task read as a dict)."""
     return v if isinstance(v, datetime) else datetime.fromisoformat(v)
+
+
+def issuer_figures(directives: list[DirectiveState]) -> dict[str, Any]:
+    """Directive figures of one issuing unit (GET /units/{code}/stats): how many it issued,
+    the share of their tasks acknowledged, and the time to full acknowledgement (median, of
+    those fully acknowledged), in seconds."""
+    targets = sum(d.targets for d in directives)
+    acked = sum(d.acknowledged for d in directives)
+    full = sorted((d.fully_acknowledged_at - d.received_at).total_seconds()
+                  for d in directives if d.fully_acknowledged_at is not None)
+    return {
+        "issued": len(directives),
+        "tasks": targets,
+        "acknowledged": acked,
+        "ack_ratio": round(acked / targets, 4) if targets else None,
+        "fully_acknowledged": len(full),
+        "time_to_full_ack_seconds": full[len(full) // 2] if full else None,
+        "escalated": sum(d.escalated for d in directives),
+    }

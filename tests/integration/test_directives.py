@@ -86,6 +86,11 @@ async def test_all_streets_get_one_task_each_and_acks_show(worker: Worker,
     assert t[s3]["state"] == "acknowledged"
     assert t[TOPO.streets[-1]]["state"] == "delivered" and not t[TOPO.streets[-1]]["late"]
     assert worker.get("/directives/nope")[0] == 404
+    # the issuer's directive figures (GET /units/{code}/stats)
+    status, body = worker.get(f"/units/{CITY}/stats")
+    fig = orjson.loads(body)["directives"]
+    assert status == 200 and fig["issued"] >= 1 and fig["tasks"] >= 1031
+    assert fig["acknowledged"] >= 3 and 0 < fig["ack_ratio"] <= 1
 
 
 async def test_refusals_are_dead_lettered_with_the_contract_reasons(worker: Worker,
