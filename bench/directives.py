@@ -43,6 +43,8 @@ from bench.run import (
     Ctx,
     EngineRun,
     Failed,
+    bench_parser,
+    harness,
     machine,
     percentiles,
     progress,
@@ -359,21 +361,12 @@ def write(rs: list[dict[str, Any]], small: list[dict[str, Any]], args: argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.directives", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = bench_parser("bench.directives", __doc__)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--gets", type=int, default=200, help="GETs per repeat (default 200)")
     p.add_argument("--cold", type=int, default=30,
                    help="GETs per repeat each right after a change, uncached (default 30)")
-    args = p.parse_args(argv)
-    try:
-        return asyncio.run(run(args))
-    except Failed as e:
-        print(f"failed: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        stop_all_children()
-        return 130
+    return harness(run, p, argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -109,6 +109,26 @@ class Child:
 def stop_all_children() -> None:
     for child in list(CHILDREN):
         child.stop(grace=5.0)
+
+
+def bench_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark module, its docstring as the help."""
+    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def harness(run: Callable[[argparse.Namespace], Awaitable[int]],
+            parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Run a benchmark: one line for a failure, no traceback, children stopped on Ctrl-C."""
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except Failed as e:
+        print(f"failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        stop_all_children()
+        return 130
 
 
 # ---------------------------------------------------------------- kafka helpers

@@ -30,7 +30,17 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.directives import Tail
-from bench.run import ROOT, Ctx, EngineRun, Failed, machine, progress, stop_all_children
+from bench.run import (
+    ROOT,
+    Ctx,
+    EngineRun,
+    Failed,
+    bench_parser,
+    harness,
+    machine,
+    progress,
+    stop_all_children,
+)
 from engine import keys
 from engine.broker import EmbeddedBroker
 from engine.ids import case_id_for
@@ -159,19 +169,10 @@ def write(rs: dict[str, list[dict[str, Any]]], micro: str, args: argparse.Namesp
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.signed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = bench_parser("bench.signed", __doc__)
     p.add_argument("--cases", type=int, default=3000)
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args(argv)
-    try:
-        return asyncio.run(run(args))
-    except Failed as e:
-        print(f"failed: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        stop_all_children()
-        return 130
+    return harness(run, p, argv)
 
 
 if __name__ == "__main__":

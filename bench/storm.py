@@ -32,7 +32,17 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.directives import Tail
-from bench.run import ROOT, Ctx, EngineRun, Failed, machine, progress, stop_all_children
+from bench.run import (
+    ROOT,
+    Ctx,
+    EngineRun,
+    Failed,
+    bench_parser,
+    harness,
+    machine,
+    progress,
+    stop_all_children,
+)
 from engine.broker import EmbeddedBroker
 from engine.ids import case_id_for
 from engine.topology import Topology
@@ -207,18 +217,9 @@ def write(rs: list[dict[str, Any]], table: str, accuracy: float | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.storm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = bench_parser("bench.storm", __doc__)
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args(argv)
-    try:
-        return asyncio.run(run(args))
-    except Failed as e:
-        print(f"failed: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        stop_all_children()
-        return 130
+    return harness(run, p, argv)
 
 
 if __name__ == "__main__":

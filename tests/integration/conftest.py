@@ -201,3 +201,32 @@ async def kafka(worker: Worker) -> AsyncIterator[Collector]:
     await c.start()
     yield c
     await c.stop()
+
+
+# ---- a module's own broker (tests that kill, rebalance or reconfigure workers) ----
+
+
+@contextlib.contextmanager
+def own_broker(tmp_path_factory: pytest.TempPathFactory, name: str
+               ) -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker(log_path=tmp_path_factory.mktemp(name) / "broker.log").start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@contextlib.asynccontextmanager
+async def collecting(bootstrap: str) -> AsyncIterator[Collector]:
+    """The contract's topics first (a worker would create them too), then read from 0."""
+    from engine.admin import ensure_topics
+    from engine.settings import Settings
+
+    await ensure_topics(Settings(bootstrap=bootstrap), TOPO.districts)
+    c = Collector(bootstrap)
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.stop()
+

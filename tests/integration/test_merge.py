@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from engine.admin import ensure_topics
 from engine.broker import EmbeddedBroker, free_port
 from engine.ids import case_id_for
-from engine.settings import Settings
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker
+from tests.integration.conftest import NAMES, TOPO, Collector, Worker, collecting, own_broker
 
 pytestmark = pytest.mark.integration
 
@@ -33,9 +31,8 @@ storm_alarms_per_minute = 200
 
 @pytest.fixture(scope="module")
 def merge_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    b = EmbeddedBroker(log_path=tmp_path_factory.mktemp("merge") / "broker.log").start()
-    yield b
-    b.stop()
+    with own_broker(tmp_path_factory, "merge") as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +49,8 @@ def worker(merge_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactor
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def out(merge_broker: EmbeddedBroker, worker: Worker) -> AsyncIterator[Collector]:
-    await ensure_topics(Settings(bootstrap=merge_broker.bootstrap), TOPO.districts)
-    c = Collector(merge_broker.bootstrap)
-    await c.start()
-    yield c
-    await c.stop()
+    async with collecting(merge_broker.bootstrap) as c:
+        yield c
 
 
 def now() -> str:

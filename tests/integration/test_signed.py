@@ -18,12 +18,10 @@ import pytest
 import pytest_asyncio
 
 from engine import keys
-from engine.admin import ensure_topics
 from engine.broker import EmbeddedBroker, free_port
 from engine.ids import case_id_for
-from engine.settings import Settings
 from engine.signing import Signer
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker
+from tests.integration.conftest import NAMES, Collector, Worker, collecting, own_broker
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +30,8 @@ STREET, OTHER, DISTRICT, CITY = "500103001", "500103003", "500103", "500000"
 
 @pytest.fixture(scope="module")
 def signed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    b = EmbeddedBroker(log_path=tmp_path_factory.mktemp("signed") / "broker.log").start()
-    yield b
-    b.stop()
+    with own_broker(tmp_path_factory, "signed") as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +54,8 @@ def worker(signed_broker: EmbeddedBroker, keyring: tuple[Path, Path],
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def out(signed_broker: EmbeddedBroker, worker: Worker) -> AsyncIterator[Collector]:
-    await ensure_topics(Settings(bootstrap=signed_broker.bootstrap), TOPO.districts)
-    c = Collector(signed_broker.bootstrap)
-    await c.start()
-    yield c
-    await c.stop()
+    async with collecting(signed_broker.bootstrap) as c:
+        yield c
 
 
 def signer(keyring: tuple[Path, Path], unit: str, version: int = 1) -> Signer:

@@ -19,11 +19,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from engine.admin import ensure_topics
 from engine.broker import EmbeddedBroker, free_port
 from engine.ids import case_id_for
-from engine.settings import Settings
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker
+from tests.integration.conftest import NAMES, Collector, Worker, collecting, own_broker
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +49,8 @@ LADDER = timedelta(seconds=14)  # from dispatch to the top breach
 
 @pytest.fixture(scope="module")
 def sla_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    b = EmbeddedBroker(log_path=tmp_path_factory.mktemp("sla") / "broker.log").start()
-    yield b
-    b.stop()
+    with own_broker(tmp_path_factory, "sla") as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +69,8 @@ def new_worker(broker: EmbeddedBroker, policy: Path, tmp: Path, name: str) -> Wo
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def out(sla_broker: EmbeddedBroker) -> AsyncIterator[Collector]:
-    # the contract's topics first (a worker would create them too), then read them from 0
-    await ensure_topics(Settings(bootstrap=sla_broker.bootstrap), TOPO.districts)
-    c = Collector(sla_broker.bootstrap)
-    await c.start()
-    yield c
-    await c.stop()
+    async with collecting(sla_broker.bootstrap) as c:
+        yield c
 
 
 async def open_cases(out: Collector, n: int) -> list[str]:
