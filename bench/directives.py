@@ -288,8 +288,9 @@ def kinds_text(r: dict[str, Any]) -> str:
                      for k, (n, b) in sorted(r["changelog_records_by_kind"].items()))
 
 
-def same_sizes(big: dict[str, Any], small: dict[str, Any], slack: float = 8.0) -> bool:
-    """Each record kind an ack writes is the same size whatever the fan-out."""
+def same_sizes(big: dict[str, Any], small: dict[str, Any], slack: float = 32.0) -> bool:
+    """Each record kind an ack writes is the same size whatever the fan-out (within a few
+    digits and, on `d:`, the completion instants a finished small directive adds)."""
     a, b = big["changelog_records_by_kind"], small["changelog_records_by_kind"]
     return set(a) == set(b) and all(abs(a[k][1] / a[k][0] - b[k][1] / b[k][0]) <= slack
                                     for k in a)

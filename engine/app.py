@@ -18,6 +18,7 @@ from engine import envelope, logs, transport
 from engine.clock import Clock, system_clock
 from engine.core import Accepted, Command, Output, World
 from engine.core.model import CaseState, Origin, StateName
+from engine.directive_status import StatusCache
 from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.store import CaseStore
@@ -127,6 +128,7 @@ class Engine:
         self.cases.value_serializer = "raw"
         self.cases.changelog_topic = self.cases._new_changelog_topic()
         self.store = CaseStore(self.cases, settings.partitions)
+        self.statuses = StatusCache()  # GET /directives/{id} answers (the writer patches it)
         self.on_assignment: list[Any] = []  # callbacks(partitions of case.commands)
         self.partitions: list[int] = []  # of case.commands, held by this worker
         self.ticker: Any = None  # engine/timers.py, once registered
@@ -138,6 +140,7 @@ class Engine:
         partitions = sorted(tp.partition for tp in self.app.consumer.assignment()
                             if tp.topic == commands)
         self.partitions = partitions
+        self.statuses.forget()
         for callback in self.on_assignment:
             callback(partitions)
         self.ready = True

@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import faust
-import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -93,35 +92,6 @@ def figures_of(engine: Engine, start: date, end: date
     return days, now
 
 
-class StatusCache:
-    """``GET /directives/{id}`` answers, kept until the directive changes (its ``seq``) or
-    the next task deadline passes (``late`` moves then): a supervisor's screen polling a
-    1,031-target directive costs one small read instead of 1,031 records and 170 KB of JSON."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self.items: dict[str, tuple[int, datetime | None, bytes]] = {}
-
-    def get(self, d: directive.DirectiveState, engine: Engine) -> bytes:
-        now = engine.clock()
-        hit = self.items.get(d.directive_id)
-        if hit is not None and hit[0] == d.seq and (hit[1] is None or now < hit[1]):
-            return hit[2]
-        tasks = engine.store.tasks(d.directive_id)
-        body = orjson.dumps(directive.status(d, tasks, now))
-        dues = [directive.as_time(t["due"]) for t in tasks
-                if t.get("due") is not None and t.get("stage") is not None]
-        upcoming = [x for x in dues if x > now]
-        self.items.pop(d.directive_id, None)
-        self.items[d.directive_id] = (d.seq, min(upcoming) if upcoming else None, body)
-        while len(self.items) > self.size:
-            self.items.pop(next(iter(self.items)))
-        return body
-
-
-statuses = StatusCache()
-
-
 def drop_faust_pages(app: faust.App) -> list[str]:
     """Remove faust's built-in blueprints (before the server starts); returns their names."""
     manager = app.web.blueprints
@@ -197,6 +167,7 @@ def register(engine: Engine, health: Health | None = None) -> None:
         if d is None:
             return self.json({"error": "unknown directive", "directive_id": directive_id},
                              status=404)
-        return self.bytes(statuses.get(d, engine), content_type="application/json")
+        return self.bytes(engine.statuses.get(d, engine.store, engine.clock()),
+                          content_type="application/json")
 
     board.register(engine)  # GET /board and its data (engine/board.py)

@@ -455,6 +455,9 @@ class CaseWriter:
                        if e is not None), default=None)
             self.store.write(p, items, end)
         self._marks.update(batch.marks)
+        for task in self._tasks.values():  # the status cache follows what is now stored
+            if task is not None:
+                engine.statuses.task_written(task)
         ticker = engine.ticker
         if ticker is not None:
             for items in batch.derived.values():
