@@ -420,6 +420,10 @@ def parser() -> argparse.ArgumentParser:
                    help="run without signed messages (default: every unit gets a key pair, "
                         "the worker checks every update and directive, the simulator signs "
                         "them and forges a few that must be refused)")
+    d.add_argument("--keep", action="store_true",
+                   help="after the summary, print the board's address "
+                        "(http://127.0.0.1:PORT/board) and keep the broker and the worker up "
+                        "until Ctrl-C (default: stop them at once)")
     d.set_defaults(func=_demo)
 
     _operator_commands(sub)

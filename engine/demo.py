@@ -6,6 +6,10 @@ with its path printed, after a failure. The worker's SLA deadlines are the defau
 ``--speed``, so the engine's deadlines and the simulated centres share one clock: a centre
 that acknowledges late in simulated time is late for the engine too.
 
+With ``--keep`` the demo prints the board's address after the summary and keeps the broker and
+the worker up until Ctrl-C (or SIGTERM), so the board can be looked at with the demo's figures
+in it; then it stops them as below, exit 0.
+
 The broker and the worker are stopped in a ``finally`` block (worker: SIGINT, ≤10 s, then
 SIGKILL to its process group; broker: ``EmbeddedBroker.stop``), and the demo checks that no
 process it started is left running.
@@ -312,6 +316,27 @@ def directive_lines(stats: SimStats, topo: Topology) -> list[str]:
 # ---- main ----
 
 
+def keep_up(worker: WorkerProcess) -> None:
+    """``--keep``: show where the board is and wait for Ctrl-C or SIGTERM, either of which ends
+    the wait normally (the caller's ``finally`` stops broker and worker). A worker that dies
+    meanwhile is a failure: the board it served is gone."""
+    print(f"\n  board: {worker.url('/board')}  (broker and worker stay up; Ctrl-C stops them)",
+          flush=True)
+    try:
+        while worker.proc is not None and worker.proc.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print(file=sys.stderr, flush=True)  # past the terminal's "^C"
+        return
+    except SystemExit as e:  # SIGTERM (_raise_on_sigterm): asked to stop, like Ctrl-C
+        if e.code != 128 + signal.SIGTERM:
+            raise
+        return
+    code = None if worker.proc is None else worker.proc.returncode
+    raise DemoError(f"the worker exited with {code} while kept up; its log ends with:\n"
+                    f"{worker.log_tail()}")
+
+
 def _raise_on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -360,6 +385,8 @@ def main(args: argparse.Namespace) -> int:
             raise DemoError(f"GET /metrics answered {status}")
         for line in summary(stats, Metrics(body.decode()), topo, args):
             print(line, flush=True)
+        if getattr(args, "keep", False):
+            keep_up(worker)
         ok = True
         code = 0
     except DemoError as e:

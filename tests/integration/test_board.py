@@ -7,8 +7,14 @@ Chromium is Debian's ``chromium``; without it the browser tests are skipped, say
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -22,7 +28,8 @@ from engine import board
 from engine.core.directive import DirectiveEvent
 from engine.core.model import CaseEvent
 from engine.ids import case_id_for
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker
+from tests.helpers import POLL_PROCESS
+from tests.integration.conftest import NAMES, ROOT, TOPO, Collector, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -261,3 +268,44 @@ def test_the_escalation_ring_keeps_the_latest_once_and_only_held_partitions() ->
     assert [g["seq"] for g in got[1:]] == list(range(board.LATEST + 5, 6, -1))
     e.partitions = [e.store.partition("D-1")]  # the case's partition moved away
     assert [g["id"] for g in board.latest_escalations(e)] == ["D-1"]
+
+
+def test_demo_keep_serves_the_board_until_ctrl_c(tmp_path: Path) -> None:
+    """``zhida demo --keep``: the summary, then the board's address, served until Ctrl-C; then
+    everything stops as without --keep, exit 0, nothing left behind."""
+    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "demo", "--rate", "20", "--duration", "3",
+             "--drain", "5", "--speed", "600", "--no-keys", "--keep"],
+            cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        try:
+            deadline = time.monotonic() + 150
+            url = None
+            while url is None:
+                assert proc.poll() is None, err_path.read_text(encoding="utf-8")[-3000:]
+                assert time.monotonic() < deadline, "no board address in time"
+                m = re.search(r"board: (http://127\.0\.0\.1:\d+/board)\s",
+                              out_path.read_text(encoding="utf-8"))
+                url = m.group(1) if m else None
+                time.sleep(POLL_PROCESS)
+            time.sleep(2)  # kept up, not merely not yet stopped
+            with urllib.request.urlopen(url, timeout=5) as r:
+                assert r.status == 200 and b"data-code" in r.read()
+            with urllib.request.urlopen(url + "/data", timeout=5) as r:
+                data = orjson.loads(r.read())
+            assert len(data["districts"]) == 38 and data["city"]["received"] > 0
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    stdout = out_path.read_text(encoding="utf-8")
+    assert proc.returncode == 0, stdout + err_path.read_text(encoding="utf-8")[-3000:]
+    assert stdout.index("busiest districts") < stdout.index("board: http")
+    assert "no process left running" in stdout
+    assert not list(tmp.glob("zhida-demo-*")), "the demo directory was not removed"
