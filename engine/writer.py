@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from faust.types import EventT
 
-from engine import logs
+from engine import board, logs
 from engine.app import Engine, Record
 from engine.core import (
     Accepted,
@@ -109,6 +109,7 @@ class _Batch:
     marks: dict[int, Marks] = field(default_factory=dict)
     # supervision figures (engine/core/figures.py): records touched, by key
     figures: dict[tuple[int, bytes], dict[str, Any]] = field(default_factory=dict)
+    escalated: list[Any] = field(default_factory=list)  # for the board, once written
     counted: list[tuple[Command, CaseState | None, CaseState, Accepted]] = field(
         default_factory=list)
 
@@ -246,6 +247,7 @@ class CaseWriter:
             batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
             self._states[cmd.case_id] = new
             self._count_figures(batch, p, offset, state, new, decision.events)
+            batch.escalated += [e for e in decision.events if e.type == "escalated"]
             if fresh:
                 body = cmd.body
                 if isinstance(body, JoinCase):  # counted where it lands, once
@@ -319,6 +321,7 @@ class CaseWriter:
                 batch.put(batch.states, p, task_key(did, t.target), dump(t, TASK_IDS))
                 self._tasks[(did, t.target)] = t
             batch.put(batch.states, p, directive_key(did), dump(new, DIRECTIVE_IDS))
+            batch.escalated += [e for e in decision.events if e.type == "escalated"]
             self._directives[did] = new
             body = cmd.body
             if isinstance(body, DirectiveExpire) and fresh:
@@ -455,6 +458,8 @@ class CaseWriter:
                        if e is not None), default=None)
             self.store.write(p, items, end)
         self._marks.update(batch.marks)
+        for e in batch.escalated:  # the board's latest 督办 (engine/board.py)
+            board.note_escalation(engine, e)
         for task in self._tasks.values():  # the status cache follows what is now stored
             if task is not None:
                 engine.statuses.task_written(task)
