@@ -547,11 +547,15 @@ async def scenario_engine(ctx: Ctx, r: int) -> Result:
     return res
 
 
-async def latency(ctx: Ctx, rate: float, seconds: float) -> dict[str, Any]:
-    """Complaints at a fixed rate into a fresh worker; produce → its dispatch order, per id."""
+async def latency(ctx: Ctx, rate: float, seconds: float, policy: Path | None = None,
+                  label: str = "lat", stall: float = 30.0) -> dict[str, Any]:
+    """Complaints at a fixed rate into a fresh worker; produce → its dispatch order, per id.
+
+    With a ``policy`` that merges, a complaint that joins a neighbour's case has no order of
+    its own: the percentiles are then over the complaints that opened a case."""
     total = max(1, int(rate * seconds))
-    msgs = complaints(total, f"{ctx.tag}lat", seed=7)
-    run = EngineRun(ctx, "lat")
+    msgs = complaints(total, f"{ctx.tag}{label}", seed=7)
+    run = EngineRun(ctx, label, policy=policy)
     sent: dict[str, float] = {}
     lat_ms: list[float] = []
     out: dict[str, Any] = {"rate": rate, "seconds": seconds, "sent": total}
@@ -591,7 +595,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float) -> dict[str, Any]:
         out["achieved_rate"] = round(total / (time.perf_counter() - start), 1)
         out["pacing_lag_max_ms"] = round(lag_max * 1000, 1)
         try:
-            await collector.wait(30.0, run.child)
+            await collector.wait(stall, run.child)
         except Failed as e:
             out["error"] = f"{e}\n--- worker log tail ---\n{run.child.tail()}"
         out["received"] = len(lat_ms)
