@@ -49,6 +49,7 @@ from bench.run import (
     percentiles,
     progress,
     stop_all_children,
+    write_page,
 )
 from engine.broker import EmbeddedBroker
 from engine.topology import Topology
@@ -347,18 +348,14 @@ def write(rs: list[dict[str, Any]], small: list[dict[str, Any]], args: argparse.
                      f"{r['changelog_bytes_per_ack']:.0f} |")
     lines += [
         "",
-        "## Method",
-        "",
-        __doc__.split("\n\n", 2)[2].strip(),
-        "",
+    ]
+    write_page(OUT, lines, __doc__, *(
         "Times are Kafka record timestamps set by each producer (the benchmark's for inputs, "
         "the worker's for outputs) on the same machine. Changelog records per ack: the task "
         "(`k:`), the directive's counts (`d:`), the task's timer removed (`t:` tombstone) and "
         "the partition marks (`m:`, once per batch of commands, shared by the acks in it).",
         "",
-    ]
-    OUT.write_text("\n".join(lines), encoding="utf-8")
-    progress(f"wrote {OUT.relative_to(ROOT)}")
+    ))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,6 +111,14 @@ def stop_all_children() -> None:
         child.stop(grace=5.0)
 
 
+def write_page(path: Path, lines: list[str], doc: str | None, *after: str) -> None:
+    """A generated benchmark page: ``lines``, then "## Method" from the module's docstring
+    (its third paragraph on) and ``after``; says where it wrote."""
+    method = (doc or "").split("\n\n", 2)[-1].strip()
+    path.write_text("\n".join([*lines, "## Method", "", method, "", *after]), encoding="utf-8")
+    progress(f"wrote {path.relative_to(ROOT)}")
+
+
 def bench_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
     """The argument parser of a benchmark module, its docstring as the help."""
     return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,

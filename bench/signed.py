@@ -40,6 +40,7 @@ from bench.run import (
     machine,
     progress,
     stop_all_children,
+    write_page,
 )
 from engine import keys
 from engine.broker import EmbeddedBroker
@@ -163,13 +164,8 @@ def write(rs: dict[str, list[dict[str, Any]]], micro: str, args: argparse.Namesp
         "",
         micro.strip(),
         "",
-        "## Method",
-        "",
-        __doc__.split("\n\n", 2)[2].strip(),
-        "",
     ]
-    OUT.write_text("\n".join(lines), encoding="utf-8")
-    progress(f"wrote {OUT.relative_to(ROOT)}")
+    write_page(OUT, lines, __doc__)
 
 
 def main(argv: list[str] | None = None) -> int:

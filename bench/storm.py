@@ -42,6 +42,7 @@ from bench.run import (
     machine,
     progress,
     stop_all_children,
+    write_page,
 )
 from engine.broker import EmbeddedBroker
 from engine.ids import case_id_for
@@ -207,13 +208,8 @@ def write(rs: list[dict[str, Any]], table: str, accuracy: float | None) -> None:
         "",
         table.strip(),
         "",
-        "## Method",
-        "",
-        __doc__.split("\n\n", 2)[2].strip(),
-        "",
     ]
-    OUT.write_text("\n".join(lines), encoding="utf-8")
-    progress(f"wrote {OUT.relative_to(ROOT)}")
+    write_page(OUT, lines, __doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
