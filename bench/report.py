@@ -102,9 +102,10 @@ Measured by `python -m bench.timers` (`make bench-timers`), which writes its own
 page: firing lateness with up to 1,000,000 armed deadlines under normal intake, 20,000 due at
 one instant while complaints keep arriving, a SIGKILL with deadlines falling due while the
 worker is down, and the disk the timer index takes per armed deadline, next to issue 13's
-targets — [benchmarks-timers.md](benchmarks-timers.md). A run with 300,000 armed on the embedded broker
-([benchmarks-timers-300k.md](benchmarks-timers-300k.md)) shows where Tansu's memory storage
-stops: the broker at a full core, the worker at 0.17, intake and firings late alike.
+targets — [benchmarks-timers.md](benchmarks-timers.md). A run with 300,000 armed on the
+embedded broker ([benchmarks-timers-300k.md](benchmarks-timers-300k.md)) shows where
+Tansu's memory storage stops: the broker at a full core, the worker at 0.17, intake and
+firings late alike.
 
 ## Directives: fan-out, acks, status
 
