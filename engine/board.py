@@ -14,9 +14,8 @@ Where each figure comes from, and why:
   in one pass from the city (``figures.rollup``): each district's row is exactly what
   ``GET /units/{code}/stats`` answers for it, without 38 separate roll-ups.
 - **Red** is ``overdue`` (open now and past its stage's due), as the endpoint counts it.
-- **Yellow** is today's ``warnings`` counter (催办 sent today), not "open cases reminded and
-  not yet escalated": that would be a third "now" counter kept by the writer, and the board
-  may not scan cases to derive it.
+- **Yellow** is ``yellow`` (open now, its stage's reminder 催办 sent, not yet past due), a
+  "now" counter the writer keeps beside backlog and overdue.
 - **Latest escalations** come from a small in-memory ring filled by the case writer
   (``note_escalation``), so the list starts empty when the worker starts and covers only the
   escalations this worker has processed since.
@@ -188,7 +187,7 @@ def row(code: str, counters: Mapping[str, int], topo: Topology) -> dict[str, Any
     return {
         "code": code, "name": topo.name(code), "level": topo.level(code),
         "backlog": backlog, "overdue": overdue,
-        "yellow": counters.get("warnings", 0),  # 催办 today (see the module's docstring)
+        "yellow": f["yellow"],  # reminded (催办), not yet late
         "red": overdue,
         "overdue_share": round(overdue / backlog, 4) if backlog else None,
         **{k: f[k] for k in FIELDS},

@@ -408,7 +408,7 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
     }
     if e.type in STAGE_STARTS:  # a new stage: its own deadline, no supervision yet
         changes.update(stage=e.stage, due=e.due, warn_at=e.warn_at, supervisor=None,
-                       supervise_due=None, top=False)
+                       supervise_due=None, top=False, warned=False)
     if e.unit != state.unit:
         changes["co_handlers"] = ()
     if e.first_responsible:
@@ -424,6 +424,7 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
                            supervise_due=e.supervise_due)
         case "warned":
             changes["warn_at"] = None
+            changes["warned"] = True
         case "merged":
             if e.complainants is not None:
                 changes["complainants"] = e.complainants
@@ -443,7 +444,7 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
             changes["ratings"] = ()
         case "closed":
             changes.update(outcome=e.outcome, stage=None, due=None, warn_at=None,
-                           supervisor=None, supervise_due=None)
+                           supervisor=None, supervise_due=None, warned=False)
     return state.model_copy(update=changes)
 
 

@@ -47,7 +47,7 @@ DAY_COUNTERS: tuple[str, ...] = (
     "escalations",  # 督办 (red), at the unit that missed the deadline
     "merged",  # reports that joined an open case (一事多诉, repeated alarms)
 )
-NOW_COUNTERS: tuple[str, ...] = ("backlog", "overdue")
+NOW_COUNTERS: tuple[str, ...] = ("backlog", "overdue", "yellow")
 
 # holder changes and reopenings: each sends a ``kind=case`` order (CONTRACT.md, case states)
 ORDER_EVENTS = frozenset({"dispatched", "triaged", "returned", "assigned", "reopened"})
@@ -94,8 +94,14 @@ def is_overdue(s: CaseState) -> bool:
     return is_open(s) and (s.supervisor is not None or bool(s.top))
 
 
+def is_yellow(s: CaseState) -> bool:
+    """Open, its stage's reminder (催办) sent, and not yet past due: the board's yellow."""
+    return is_open(s) and s.warned and not is_overdue(s)
+
+
 def now_counts(s: CaseState | None) -> dict[str, dict[str, int]]:
-    """The now counters one case contributes: +1 backlog (and overdue) at its holder.
+    """The now counters one case contributes: +1 backlog (and overdue, or yellow) at its
+    holder.
 
     Also how to rebuild a partition's now record from its case states (a backfill).
     """
@@ -104,6 +110,8 @@ def now_counts(s: CaseState | None) -> dict[str, dict[str, int]]:
     c = {"backlog": 1}
     if is_overdue(s):
         c["overdue"] = 1
+    elif is_yellow(s):
+        c["yellow"] = 1
     return {s.unit: c}
 
 
@@ -221,6 +229,7 @@ def figures(c: Mapping[str, int]) -> dict[str, Any]:
         "on_time_ack_rate": rate(g("responded_on_time", 0), responded),
         "on_time_resolve_rate": rate(g("resolved_on_time", 0), resolved),
         "overdue": g("overdue", 0),
+        "yellow": g("yellow", 0),
         "reopened": reopened,
         "reopen_rate": rate(reopened, resolved),
         "escalations": g("escalations", 0),

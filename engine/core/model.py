@@ -282,6 +282,7 @@ class CaseState(Frozen):
     supervisor: str | None = None
     supervise_due: datetime | None = None
     top: bool = False
+    warned: bool = False  # the stage's reminder (催办) went out: yellow until it ends or is late
     boundary: bool = False  # near a district line: every event says so
     # 一事多诉 (engine/core/merge.py): reports on the case, the group to tell when it
     # closes, and the ratings of this round (the worst counts)

@@ -205,7 +205,8 @@ def test_street_figures(scenario: City) -> None:
         "rated": 2, "satisfied": 2, "satisfaction_rate": 1.0,  # satisfied + basically
         "on_time_ack_rate": 0.5,  # c1 on time, c2 late
         "on_time_resolve_rate": 1.0,
-        "overdue": 0, "reopened": 0, "reopen_rate": 0.0, "escalations": 1, "backlog": 0}
+        "overdue": 0, "yellow": 0, "reopened": 0, "reopen_rate": 0.0, "escalations": 1,
+        "backlog": 0}
 
 
 def test_district_figures_roll_up_its_streets_and_itself(scenario: City) -> None:
@@ -222,6 +223,7 @@ def test_district_figures_roll_up_its_streets_and_itself(scenario: City) -> None
         # on time: S1 1 + S2 2 + D 2 = 5 of 6 acks; resolves: c1, c2, c3 of 4 (c4 late)
         "on_time_ack_rate": 0.8333, "on_time_resolve_rate": 0.75,
         "overdue": 2,  # c3 at D, c6 at S2
+        "yellow": 0,  # no open case is reminded but not yet late at the end
         "reopened": 1, "reopen_rate": 0.25,  # 1 of 4 resolutions
         "escalations": 5,  # S1: c2; S2: c4, c6; D: c3, c6
         "backlog": 3}  # c3 at D, c4 and c6 at S2
@@ -232,7 +234,8 @@ def test_district_figures_roll_up_its_streets_and_itself(scenario: City) -> None
     assert children[S2] == {
         "unit": S2, "received": 2, "responded": 2, "response_rate": 1.0, "resolved": 1,
         "resolution_rate": 0.5, "rated": 0, "satisfied": 0, "satisfaction_rate": None,
-        "on_time_ack_rate": 1.0, "on_time_resolve_rate": 0.0, "overdue": 1, "reopened": 0,
+        "on_time_ack_rate": 1.0, "on_time_resolve_rate": 0.0, "overdue": 1, "yellow": 0,
+        "reopened": 0,
         "reopen_rate": 0.0, "escalations": 2, "backlog": 2}
     # a street with nothing: every rate null (nothing counted), never 0 or 1
     quiet = children["500103004"]
@@ -253,6 +256,7 @@ def test_city_figures(scenario: City) -> None:
         "rated": 3, "satisfied": 2, "satisfaction_rate": 0.6667,
         "on_time_ack_rate": 0.8333, "on_time_resolve_rate": 0.75,
         "overdue": 3,  # c3, c5, c6
+        "yellow": 0,
         "reopened": 1, "reopen_rate": 0.25,
         "escalations": 8,  # every escalated event: 渝中 5 + S3 + D2 + the city's top
         "backlog": 4}  # c3, c4, c5, c6
@@ -297,7 +301,7 @@ def test_counter_names_are_what_tally_writes(scenario: City) -> None:
     assert set(figures({})) == {
         "received", "responded", "response_rate", "resolved", "resolution_rate", "rated",
         "satisfied", "satisfaction_rate", "on_time_ack_rate", "on_time_resolve_rate",
-        "overdue", "reopened", "reopen_rate", "escalations", "backlog"}
+        "overdue", "yellow", "reopened", "reopen_rate", "escalations", "backlog"}
     assert not Delta()
 
 
@@ -323,20 +327,22 @@ step = st.tuples(
 
 
 def recount(history: dict[str, list[CaseEvent]]) -> dict[str, dict[str, int]]:
-    """Backlog/overdue from each case's event history alone (not from tally or the state):
-    open unless its last event closed it; overdue when an ``escalated`` event came after the
-    last stage start."""
+    """Backlog/overdue/yellow from each case's event history alone (not from tally or the
+    state): open unless its last event closed it; overdue when an ``escalated`` event came
+    after the last stage start; yellow when a ``warned`` one did and it is not overdue."""
     out: dict[str, dict[str, int]] = {}
     for events in history.values():
-        late = False
+        late = warned = False
         for e in events:
             if e.type in STAGE_STARTS or e.type == "closed":
-                late = False
+                late = warned = False
             elif e.type == "escalated":
                 late = True
+            elif e.type == "warned":
+                warned = True
         last = events[-1]
         if last.state != "closed":
-            c = {"backlog": 1, **({"overdue": 1} if late else {})}
+            c = {"backlog": 1, **({"overdue": 1} if late else {"yellow": 1} if warned else {})}
             merge(out, {last.unit: c})
     return out
 
