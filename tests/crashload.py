@@ -1125,8 +1125,8 @@ class CrashResult:
                 "first_ready": self.first_ready, "load_seconds": self.load_seconds,
                 "drain_seconds": self.drain_seconds, "drain_complete": self.drain_complete,
                 "total_seconds": self.total_seconds, "load_counts": self.load_counts,
-                "reader_errors": self.reader_errors[:20], "workdir": self.workdir,
-                "report": self.report.to_json()}
+                "reader_errors": self.reader_errors[:20],
+                "report": self.report.to_json()}  # not the work dir: a path on one machine
 
 
 class CrashRun:
@@ -1161,8 +1161,11 @@ class CrashRun:
         return Kill(at, uptime, self._ready_at - t)
 
     async def _report_progress(self, load: Load, reader: Reader) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.progress_every)
+        """A progress line every ``progress_every`` s until the load stops (a period, not a
+        synchronisation: the run waits on its own conditions)."""
+        while not load._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(load._stop.wait(), self.cfg.progress_every)
             c = load.counts()
             self.log(f"{self._phase}: sent {c['complaints']} complaints, {c['acks']} acks, "
                      f"{c['resolves']} resolves, {c['forged']} forged, {c['directives']} "

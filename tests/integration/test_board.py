@@ -292,11 +292,17 @@ def test_demo_keep_serves_the_board_until_ctrl_c(tmp_path: Path) -> None:
                               out_path.read_text(encoding="utf-8"))
                 url = m.group(1) if m else None
                 time.sleep(POLL_PROCESS)
-            time.sleep(2)  # kept up, not merely not yet stopped
             with urllib.request.urlopen(url, timeout=5) as r:
                 assert r.status == 200 and b"data-code" in r.read()
-            with urllib.request.urlopen(url + "/data", timeout=5) as r:
-                data = orjson.loads(r.read())
+            # kept up, not merely not yet stopped: after the summary (the simulation is over)
+            # the board still answers fresh figures, twice, and the demo still runs
+            answers = []
+            for _ in range(2):
+                with urllib.request.urlopen(url + "/data", timeout=5) as r:
+                    answers.append(orjson.loads(r.read()))
+            data = answers[-1]
+            assert answers[0]["generated_at"] != data["generated_at"]
+            assert proc.poll() is None, "the demo stopped after printing the address"
             assert len(data["districts"]) == 38 and data["city"]["received"] > 0
             proc.send_signal(signal.SIGINT)
             proc.wait(60)

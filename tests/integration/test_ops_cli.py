@@ -18,6 +18,7 @@ import pytest
 
 from engine.broker import EmbeddedBroker, free_port
 from engine.ids import case_id_for
+from tests.helpers import POLL_PROCESS
 from tests.integration.conftest import NAMES, ROOT, Collector, Worker
 from tests.integration.test_closed_loop import DISTRICT, STREET, complaint, open_case, update
 
@@ -139,21 +140,26 @@ async def test_lag_lists_the_engines_group(kafka: Collector, worker: Worker) -> 
     assert re.match(r"total lag \d+ over \d+ partitions", lines[-1])
 
 
-def _interrupt(proc: subprocess.Popen[bytes], after: float) -> None:
-    time.sleep(after)
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
     assert proc.poll() is None, "ended before Ctrl-C"
     proc.send_signal(signal.SIGINT)
     proc.wait(30)
 
 
 def test_ctrl_c_on_a_following_tail(worker: Worker, tmp_path: Path) -> None:
-    err = tmp_path / "stderr.txt"
-    with err.open("wb") as e:
+    err, out = tmp_path / "stderr.txt", tmp_path / "stdout.txt"
+    with err.open("wb") as e, out.open("wb") as o:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "tail", "dispatch", "--bootstrap",
-             worker.bootstrap], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=e,
+            [sys.executable, "-m", "engine.cli", "tail", "case.events", "--from-beginning",
+             "--bootstrap", worker.bootstrap], cwd=ROOT, stdout=o, stderr=e,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        _interrupt(proc, 5.0)
+        # following: it has printed the events the module's earlier tests caused
+        deadline = time.monotonic() + 60
+        while not out.read_bytes():
+            assert proc.poll() is None, err.read_text(encoding="utf-8")
+            assert time.monotonic() < deadline, "tail printed nothing"
+            time.sleep(POLL_PROCESS)
+        _interrupt(proc)
     text = err.read_text(encoding="utf-8")
     assert proc.returncode == 130 and "Traceback" not in text, text
 
@@ -165,7 +171,7 @@ def test_ctrl_c_on_a_running_worker(broker: EmbeddedBroker, tmp_path: Path) -> N
     assert w.proc is not None
     proc = w.proc
     try:
-        _interrupt(proc, 0.5)
+        _interrupt(proc)  # ready (/readyz 200): running, not starting
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

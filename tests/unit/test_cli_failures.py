@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -138,14 +139,27 @@ def test_bad_operator_files_one_line_naming_file_and_field(tmp_path: Path) -> No
     ["worker"], ["simulate"], ["tail", "case.events"], ["deadletters"], ["lag"],
 ])
 def test_ctrl_c_during_start_up_exits_130_without_a_traceback(command: list[str]) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", *command, "--bootstrap", NOWHERE,
-         "--connect-timeout", "60"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # a process started in the background may inherit SIGINT ignored: undo that
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # a "broker" that accepts connections and never answers: once the command has connected
+    # it is certainly inside its wait for the brokers, where Ctrl-C must land cleanly
+    with socket.create_server(("127.0.0.1", 0)) as hole:
+        hole.settimeout(60)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", *command, "--bootstrap",
+             f"127.0.0.1:{hole.getsockname()[1]}", "--connect-timeout", "60"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # a process started in the background may inherit SIGINT ignored: undo that
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            conn, _ = hole.accept()  # the condition: it is waiting on the brokers now
+        except TimeoutError:
+            proc.kill()
+            raise AssertionError(f"never connected: {proc.communicate()}") from None
+        with conn:
+            _interrupt_and_check(proc)
+
+
+def _interrupt_and_check(proc: subprocess.Popen[str]) -> None:
     try:
-        time.sleep(3.0)  # well into the wait for the brokers
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
