@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from engine.core.model import ApplyRating, ApplyUpdate, Command, Complainant, Expire, OpenCase
+from engine.core.world import World
 from schemas.inbound import Citizen, CitizenFeedback, UnitUpdate
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -63,3 +65,10 @@ def expire_cmd(stage: str, due: datetime, case_id: str = "c1", at: datetime | No
 # synchronisation by itself.
 POLL = 0.02
 POLL_PROCESS = 0.1
+
+
+def world_with(policy: str, directory: Path, today: date = date(2026, 11, 23)) -> World:
+    """A ``World`` with the default topology and catalogue and this policy text."""
+    f = directory / "policy.toml"
+    f.write_text(policy, encoding="utf-8")
+    return World.load(policy=str(f), today=today)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -16,7 +15,7 @@ from engine.core import directive as dv
 from engine.core.model import Command, DirectiveExpire, DirectiveUpdate, IssueDirective
 from engine.store import DIRECTIVE_IDS, TASK_IDS, dump
 from schemas.inbound import Directive, UnitUpdate
-from tests.helpers import CITY, DISTRICT, OTHER_DISTRICT_STREET, STREET, T0
+from tests.helpers import CITY, DISTRICT, OTHER_DISTRICT_STREET, STREET, T0, world_with
 
 POLICY = """
 [policy]
@@ -29,9 +28,7 @@ supervise = "PT30M"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    f = Path(tmp_path_factory.mktemp("policy")) / "policy.toml"
-    f.write_text(POLICY, encoding="utf-8")
-    return World.load(policy=str(f), today=date(2026, 11, 23))
+    return world_with(POLICY, tmp_path_factory.mktemp("policy"))
 
 
 def issue(targets: dict[str, Any], issuer: str = CITY, did: str = "D1",

@@ -4,7 +4,6 @@ the incremental counters over random command sequences (engine/core/figures.py).
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +24,7 @@ from engine.core.figures import (
 )
 from engine.core.model import CaseEvent, CaseState, Command, Expire
 from engine.core.sla import next_timer
-from tests.helpers import T0, open_cmd, rate_cmd, update_cmd
+from tests.helpers import T0, open_cmd, rate_cmd, update_cmd, world_with
 
 TZ = ZoneInfo("Asia/Shanghai")
 CITY, D, S1, S2 = "500000", "500103", "500103001", "500103003"  # 渝中区: 七星岗, 解放碑
@@ -55,9 +54,7 @@ supervise = "PT3H"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    f = Path(tmp_path_factory.mktemp("policy")) / "policy.toml"
-    f.write_text(POLICY, encoding="utf-8")
-    return World.load(policy=str(f), today=DAY1)
+    return world_with(POLICY, tmp_path_factory.mktemp("policy"), DAY1)
 
 
 def h(hours: float = 0, minutes: int = 0) -> datetime:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +21,7 @@ from engine.core.model import (
     OpenCase,
 )
 from engine.ids import case_id_for
-from tests.helpers import STREET, T0, rate_cmd, update_cmd
+from tests.helpers import STREET, T0, rate_cmd, update_cmd, world_with
 
 WINDOW = timedelta(hours=2)
 POLICY = """
@@ -34,9 +33,7 @@ merge_radius_m = 100
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    f = Path(tmp_path_factory.mktemp("policy")) / "policy.toml"
-    f.write_text(POLICY, encoding="utf-8")
-    return World.load(policy=str(f), today=date(2026, 11, 23))
+    return world_with(POLICY, tmp_path_factory.mktemp("policy"))
 
 
 def complaint(n: int, *, location: dict | None = None, category: str = "road_damage",

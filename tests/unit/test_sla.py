@@ -8,7 +8,7 @@ import pytest
 from engine.core import Accepted, Ignored, World, apply, decide, file_after, react
 from engine.core.model import CaseFile, CaseState, Command, Expire
 from engine.core.sla import Timer, next_timer
-from tests.helpers import CITY, DISTRICT, STREET, T0, open_cmd, rate_cmd, update_cmd
+from tests.helpers import CITY, DISTRICT, STREET, T0, open_cmd, rate_cmd, update_cmd, world_with
 
 POLICY = """
 [policy]
@@ -31,9 +31,7 @@ supervise = "PT15M"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    f = Path(tmp_path_factory.mktemp("policy")) / "policy.toml"
-    f.write_text(POLICY, encoding="utf-8")
-    return World.load(policy=str(f), today=date(2026, 11, 23))
+    return world_with(POLICY, tmp_path_factory.mktemp("policy"))
 
 
 class Case:
