@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from engine import logs
 from engine.app import Engine
+from engine.core import merge
 from engine.core.model import Command, GroupOpen, OpenCase
 
 log = logs.get("zhida.storms")
@@ -29,18 +30,20 @@ class StormWatch:
 
     def saw(self, cmd: Command) -> None:
         body = cmd.body
-        report = body.open if isinstance(body, GroupOpen) else body
-        if not isinstance(report, OpenCase) or report.source != "sensed":
-            return
         world = self.engine.world
-        unit = report.location.get("unit")
-        if not isinstance(unit, str) and world.placer is not None:
-            unit = world.placer.place(report.location, world.policy.border_distance_m).unit
-        district = world.topology.district_of(unit) if isinstance(unit, str) \
-            and unit in world.topology else None
-        if district is None:
+        if isinstance(body, GroupOpen):  # placed at intake already: the group key says where
+            report, unit = body.open, merge.place_of(cmd.case_id)
+        elif isinstance(body, OpenCase):  # merging off: place it here
+            report, unit = body, body.location.get("unit")
+            if not isinstance(unit, str) and world.placer is not None:
+                unit = world.placer.place(body.location, world.policy.border_distance_m).unit
+        else:
             return
-        self.observe(district, cmd.at)
+        if report.source != "sensed" or not isinstance(unit, str) or unit not in world.topology:
+            return
+        district = world.topology.district_of(unit)
+        if district is not None:
+            self.observe(district, cmd.at)
 
     def observe(self, district: str, at: datetime) -> None:
         times = self.seen.setdefault(district, deque())

@@ -74,6 +74,11 @@ def group_key(source: str, category: str, place: str) -> str:
     return f"g|{source}|{category}|{place}"
 
 
+def place_of(key: str) -> str:
+    """The place a group key names (a unit code)."""
+    return key.rsplit("|", 1)[-1]
+
+
 def group_of(world: World, report: OpenCase) -> str | None:
     """The group a report merges in, None when merging is off or it cannot be placed.
 
