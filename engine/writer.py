@@ -32,6 +32,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -231,19 +232,10 @@ class CaseWriter:
                 # its merge group must not send it more reports (engine/core/merge.py)
                 batch.outputs.append(self._command_record(Command(
                     case_id=new.group, at=cmd.at, body=GroupForget(case_id=cmd.case_id))))
-            before_t, after_t = (sla.next_timer(state) if state else None), sla.next_timer(new)
-            if before_t != after_t:  # the index follows the state (derived: phase 1)
-                if before_t is not None:
-                    batch.put(batch.derived, p, timer_key(cmd.case_id, before_t.at), None)
-                if after_t is not None:
-                    batch.put(batch.derived, p, timer_key(cmd.case_id, after_t.at),
-                              dump_timer(after_t))
-                if fresh:
-                    marks.timers += (after_t is not None) - (before_t is not None)
+            self._index(batch, p, cmd.case_id, sla.next_timer(state) if state else None,
+                        sla.next_timer(new), fresh)
             if isinstance(cmd.body, Expire) and fresh:
-                metrics.timer_firings.labels(cmd.body.timer).inc()
-                lateness = (engine.clock() - cmd.body.instant).total_seconds()
-                metrics.timer_lateness.observe(max(lateness, 0.0))
+                self._fired(cmd.body.timer, cmd.body.instant)
             batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
             self._states[cmd.case_id] = new
             self._count_figures(batch, p, offset, state, new, decision.events)
@@ -304,20 +296,11 @@ class CaseWriter:
         if isinstance(decision, directive.Changed):
             new = decision.directive.model_copy(update={"through": offset})
             batch.outputs.extend(engine.output_record(out) for out in outputs)
-            marks = batch.marks[p]
             if d is None:
                 self._keep_policy(batch, new.policy, p)
             for t in decision.tasks:
-                before = directive.next_timer(task) if task is not None else None
-                after = directive.next_timer(t)
-                if before != after:
-                    if before is not None:
-                        batch.put(batch.derived, p, timer_key(did, before.at, t.target), None)
-                    if after is not None:
-                        batch.put(batch.derived, p, timer_key(did, after.at, t.target),
-                                  dump_timer(after))
-                    if fresh:
-                        marks.timers += (after is not None) - (before is not None)
+                self._index(batch, p, did, directive.next_timer(task) if task else None,
+                            directive.next_timer(t), fresh)
                 batch.put(batch.states, p, task_key(did, t.target), dump(t, TASK_IDS))
                 self._tasks[(did, t.target)] = t
             batch.put(batch.states, p, directive_key(did), dump(new, DIRECTIVE_IDS))
@@ -325,9 +308,7 @@ class CaseWriter:
             self._directives[did] = new
             body = cmd.body
             if isinstance(body, DirectiveExpire) and fresh:
-                metrics.timer_firings.labels(body.timer).inc()
-                lateness = (engine.clock() - body.instant).total_seconds()
-                metrics.timer_lateness.observe(max(lateness, 0.0))
+                self._fired(body.timer, body.instant)
             if fresh:
                 for e in decision.events:
                     metrics.directive_events.labels(e.type).inc()
@@ -345,6 +326,25 @@ class CaseWriter:
         else:
             batch.outputs.append(engine.dead_letter_origin_record(
                 cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    def _index(self, batch: _Batch, p: int, owner: str, before: sla.Timer | None,
+               after: sla.Timer | None, fresh: bool) -> None:
+        """The durable timer index follows the state (derived records: phase 1); a case's
+        timer or a directive task's (its ``target`` in the key)."""
+        if before == after:
+            return
+        if before is not None:
+            batch.put(batch.derived, p, timer_key(owner, before.at, before.target), None)
+        if after is not None:
+            batch.put(batch.derived, p, timer_key(owner, after.at, after.target),
+                      dump_timer(after))
+        if fresh:
+            batch.marks[p].timers += (after is not None) - (before is not None)
+
+    def _fired(self, kind: str, instant: datetime) -> None:
+        metrics = self.engine.metrics
+        metrics.timer_firings.labels(kind).inc()
+        metrics.timer_lateness.observe(max((self.engine.clock() - instant).total_seconds(), 0))
 
     def _count_figures(self, batch: _Batch, p: int, offset: int, before: CaseState | None,
                        after: CaseState, events: list[Any]) -> None:
@@ -384,12 +384,14 @@ class CaseWriter:
         routed = merge.route(g, cmd, policy.merge_window, policy.merge_radius_m)
         if routed is None:  # a repeated forget
             return
-        body = routed.forward.body
-        if isinstance(body, OpenCase):  # the case must tell its group when it closes
-            routed = merge.Routed(routed.group, routed.forward.model_copy(
-                update={"body": body.model_copy(update={"group": key})}), routed.joined)
+        forward = routed.forward
+        if forward is not None and isinstance(forward.body, OpenCase):
+            # the case must tell its group when it closes
+            forward = forward.model_copy(
+                update={"body": forward.body.model_copy(update={"group": key})})
         new = routed.group.model_copy(update={"through": offset})
-        batch.outputs.append(self._command_record(routed.forward))
+        if forward is not None:
+            batch.outputs.append(self._command_record(forward))
         batch.put(batch.states, p, group_key(key), dump(new, GROUP_IDS))
         self._groups[key] = new
 

@@ -66,7 +66,7 @@ class Routed:
     """A group's decision: its next state and the command that carries the report on."""
 
     group: GroupState
-    forward: Command
+    forward: Command | None  # None: nothing to carry on (a forget)
     joined: bool
 
 
@@ -127,7 +127,7 @@ def route(group: GroupState | None, cmd: Command, window: timedelta, radius_m: f
         kept = tuple(c for c in g.candidates if c.case_id != body.case_id)
         if len(kept) == len(g.candidates):
             return None
-        return Routed(g.model_copy(update={"candidates": kept}), cmd, joined=False)
+        return Routed(g.model_copy(update={"candidates": kept}), None, joined=False)
     assert isinstance(body, GroupOpen)
     own, report = body.case_id, body.open
     live = tuple(c for c in g.candidates if cmd.at - c.opened_at < window)

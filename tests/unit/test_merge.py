@@ -74,6 +74,7 @@ class City:
         assert routed is not None
         self.groups[cmd.case_id] = routed.group
         fwd = routed.forward
+        assert fwd is not None  # an open always carries the report on
         if isinstance(fwd.body, OpenCase):
             fwd = fwd.model_copy(update={"body": fwd.body.model_copy(
                 update={"group": cmd.case_id})})
