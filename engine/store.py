@@ -200,9 +200,16 @@ class CaseStore:
         # memory:// only: the timer keys, sorted (RocksDB keeps its keys sorted itself);
         # built from the recovered dict on first use after an assignment
         self._memory_timers: list[bytes] | None = None
+        # per partition, a key no live timer sorts below: the ticker's scan starts there.
+        # A fired or disarmed timer leaves a RocksDB tombstone where it was; a scan from the
+        # start of ``t:`` steps over every one of them until compaction, and a day of firings
+        # made each tick cost milliseconds per partition (bench/timer_index.py). Raised to
+        # the first live key each scan; lowered by every timer written below it.
+        self._timer_floor: dict[int, bytes] = {}
 
     def on_assignment(self) -> None:
         self._memory_timers = None
+        self._timer_floor.clear()  # recovery wrote the store behind our back
 
     @property
     def _store(self) -> Any:
@@ -229,6 +236,7 @@ class CaseStore:
         how far we are."""
         store = self._store
         if self.rocks:
+            floor = self._timer_floor.get(partition)
             import rocksdict
 
             batch = rocksdict.WriteBatch(raw_mode=True)
@@ -237,6 +245,8 @@ class CaseStore:
                     batch.delete(k)
                 else:
                     batch.put(k, v)
+                    if floor is not None and k < floor and k.startswith(TIMER_PREFIX):
+                        self._timer_floor[partition] = floor = k
             store._db_for_partition(partition).write(batch)
             if changelog_offset is not None:
                 store.set_persisted_offset(self.changelog_tp(partition), changelog_offset)
@@ -250,9 +260,14 @@ class CaseStore:
                         if i < len(timers) and timers[i] == k:
                             del timers[i]
                 else:
-                    if timers is not None and k.startswith(TIMER_PREFIX) \
-                            and k not in store.data:
-                        bisect.insort(timers, k)
+                    if k.startswith(TIMER_PREFIX):
+                        if timers is not None and k not in store.data:
+                            bisect.insort(timers, k)
+                        # one dict holds every partition, scanned by the owner's partition
+                        owner = self.partition(_timer_case(k))
+                        low = self._timer_floor.get(owner)
+                        if low is not None and k < low:
+                            self._timer_floor[owner] = k
                     store.data[k] = v
 
     def due_timers(self, partition: int, now: datetime, limit: int,
@@ -264,36 +279,46 @@ class CaseStore:
         earliest due keys are exactly the ones in flight, and counting them would starve
         every newer firing until they drain."""
         bound = timer_bound(now)
+        start = self._timer_floor.get(partition, TIMER_PREFIX)
         out: list[tuple[bytes, str, Timer]] = []
         oldest: datetime | None = None
-        for k, raw in self._due_keys(partition, bound):
+        if start >= bound:  # nothing live below the floor, so nothing due
+            return out, oldest
+        floor = bound  # nothing live below it but what the scan finds
+        for k, raw in self._due_keys(partition, start, bound):
             if oldest is None:
                 oldest = load_timer(raw()).at
+                floor = k
             if k in skip:
                 continue
             if len(out) >= limit:
                 break
             out.append((k, _timer_case(k), load_timer(raw())))
+        self._timer_floor[partition] = floor
         return out, oldest
 
-    def _due_keys(self, partition: int, bound: bytes
+    def _due_keys(self, partition: int, start: bytes, bound: bytes
                   ) -> Iterator[tuple[bytes, Callable[[], bytes]]]:
+        """The live timer keys of the partition from ``start`` up to ``bound``."""
         if self.rocks:
-            it = self._store._db_for_partition(partition).iter()
-            it.seek(TIMER_PREFIX)
+            import rocksdict
+
+            # the upper bound stops RocksDB too: without it, a seek past the last due key
+            # still steps over every tombstone up to the next live key (the disarmed ones)
+            opts = rocksdict.ReadOptions()
+            opts.set_iterate_upper_bound(bound)
+            it = self._store._db_for_partition(partition).iter(opts)
+            it.seek(start)
             while it.valid():
-                k = it.key()
-                if k >= bound:
-                    return
-                yield k, it.value
+                yield it.key(), it.value
                 it.next()
             return
         data = self._store.data
         if self._memory_timers is None:
             self._memory_timers = sorted(k for k in data if k.startswith(TIMER_PREFIX))
-        for k in list(self._memory_timers):
-            if k >= bound:
-                return
+        timers = self._memory_timers
+        due = timers[bisect.bisect_left(timers, start):bisect.bisect_left(timers, bound)]
+        for k in due:
             if self.partition(_timer_case(k)) == partition and k in data:
                 yield k, (lambda k=k: data[k])
 
