@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import re
@@ -49,8 +50,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.run import CHILDREN, Child, Failed, machine, no_merge_policy, stop_all_children
 from bench.workload import complaints
 from engine.broker import EmbeddedBroker, free_port
+from engine.catalogue import Catalogue
+from engine.core.model import Origin
 from engine.ids import case_id_for
 from engine.topology import CITY_TOPIC_KEY, Topology
+from handlers.complaints import to_command as complaint_command
+from schemas.codec import encode
 from topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,12 +299,38 @@ def complaint_chunk(ctx: Ctx, label: str, chunk: int, n: int) -> list[tuple[byte
     return complaints(n, f"{ctx.tag}{label}-{chunk:04d}", seed=chunk)
 
 
-async def open_cases(ctx: Ctx, w: Worker, n: int) -> dict[str, Any]:
+def as_commands(ctx: Ctx, w: Worker, msgs: list[tuple[bytes, bytes]]
+                ) -> list[tuple[bytes, bytes]]:
+    """The open-case commands the intake agent would forward for these complaints (merging
+    off), made by the engine's own intake function: (case id, command) for ``case.commands``.
+    """
+    catalogue = _catalogue()
+    now = datetime.now(UTC)
+    out = []
+    for key, value in msgs:
+        origin = Origin(topic=w.names.complaints, key=key.decode(), original=value.decode())
+        cmd = complaint_command(catalogue, value, origin, now)
+        out.append((cmd.case_id.encode(), encode(cmd)))
+    return out
+
+
+@functools.cache
+def _catalogue() -> Catalogue:
+    return Catalogue.load()
+
+
+async def open_cases(ctx: Ctx, w: Worker, n: int, via: str = "intake") -> dict[str, Any]:
     """Produce n complaints, never more than --window ahead of the dispatched ones, until the
-    worker's metrics count n dispatched cases. Progress every --progress s."""
+    worker's metrics count n dispatched cases. Progress every --progress s.
+
+    ``via="commands"`` writes the open-case commands straight to ``case.commands`` instead
+    (``as_commands``), in the bench producer's large batches: on the embedded broker every
+    fetch lists every stored batch of the partition it reads (docs/benchmarks-timers.md,
+    "Why the cases are opened by commands"), and the intake agent's forwarding leaves
+    ~one small batch per command there, which every later fetch of the writer then lists."""
     a = ctx.args
     assert ctx.producer is not None
-    topic = w.names.complaints
+    topic = w.names.complaints if via == "intake" else w.names.case_commands
     sent = chunk = 0
     done = 0.0
     deadletters: dict[str, float] = {}
@@ -342,6 +373,8 @@ async def open_cases(ctx: Ctx, w: Worker, n: int) -> dict[str, Any]:
         if sent < n and sent - done < a.window:
             k = min(CHUNK, n - sent)
             msgs = complaint_chunk(ctx, w.label, chunk, k)
+            if via == "commands":
+                msgs = as_commands(ctx, w, msgs)
             futures = [await ctx.producer.send(topic, value, key=key) for key, value in msgs]
             await asyncio.gather(*futures)
             sent += k
