@@ -1066,7 +1066,8 @@ class CrashConfig:
     jitter: float = 2.0  # each kill comes up to this much later (seeded), to vary its phase
     tail: float = 5.0  # load keeps running this long after the last restart is ready
     ready_timeout: float = 60.0
-    drain_timeout: float = 60.0
+    drain_timeout: float = 60.0  # hard cap on the wait for the outputs after the load
+    drain_stall: float = 15.0  # ...which ends sooner once no new output has come for this long
     forge_every: int = 10  # one case (and one directive task) in N gets a forged ack (0: none)
     directive_every: int = 50  # a directive to 3-20 streets every N complaints (0: none)
     report_every: int = 3  # one directive in N asks for a report (report_by)
@@ -1233,9 +1234,17 @@ class CrashRun:
             sent = load.sent()
             drain_t0 = time.monotonic()
             deadline = drain_t0 + cfg.drain_timeout
+            # a worker still catching up on its downtime's backlog is waited for (to the cap);
+            # one that has stopped producing is not: the wait ends drain_stall after the last
+            # new output, so a real loss fails fast and a slow machine does not fail at all
+            seen, last_new = -1, drain_t0
             while True:
-                report = check(sent, reader.snapshot(), TOPO)
-                if report.complete or time.monotonic() >= deadline:
+                outputs = reader.snapshot()
+                now = time.monotonic()
+                if len(outputs) != seen:
+                    seen, last_new = len(outputs), now
+                report = check(sent, outputs, TOPO)
+                if report.complete or now >= deadline or now - last_new >= cfg.drain_stall:
                     break
                 await asyncio.sleep(DRAIN_POLL)
             drain_seconds = time.monotonic() - drain_t0
@@ -1296,6 +1305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="each kill comes up to this many seconds later (random phase)")
     p.add_argument("--ready-timeout", type=float, default=60.0)
     p.add_argument("--drain-timeout", type=float, default=120.0)
+    p.add_argument("--drain-stall", type=float, default=15.0,
+                   help="the drain ends this long after the last new output")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--workdir", type=Path, default=None,
                    help="worker data dir and logs (default var/crashload/<time>)")
@@ -1307,7 +1318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = CrashConfig(duration=args.duration, kill_every=args.kill_every, rate=args.rate,
                       kills=args.kills, min_uptime=args.min_uptime, jitter=args.jitter,
                       ready_timeout=args.ready_timeout, drain_timeout=args.drain_timeout,
-                      forge_every=args.forge_every, directive_every=args.directive_every,
+                      drain_stall=args.drain_stall, forge_every=args.forge_every,
+                      directive_every=args.directive_every,
                       report_every=args.report_every, silent_every=args.silent_every,
                       seed=args.seed)
 

@@ -83,6 +83,9 @@ async def test_the_whole_loop_closes_with_gap_free_events(kafka: Collector) -> N
         text = orjson.dumps(e).decode()
         assert "13900139000" not in text and "李四" not in text and "13800138000" not in text
         assert e["event_id"] == f"{case_id}/{e['seq']}"
+    # the notification topic is read apart from case.events: wait for its last one too
+    await kafka.wait_for(lambda: kafka.where(NAMES.notifications, case_id=case_id,
+                                             kind="closed"))
     kinds = [r.value["kind"] for r in kafka.where(NAMES.notifications, case_id=case_id)]
     assert kinds == ["received", "resolved", "closed"]
 
