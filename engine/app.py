@@ -143,6 +143,8 @@ class Engine:
         self.statuses.forget()
         for callback in self.on_assignment:
             callback(partitions)
+        if self.ticker is not None:  # faust resumes the streams after this returns
+            await self.ticker.recovered()
         self.ready = True
         self.metrics.ready.set(1)
         log.info("ready", partitions=partitions)

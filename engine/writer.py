@@ -134,6 +134,7 @@ class CaseWriter:
         self._groups: dict[str, merge.GroupState] = {}
         self._tz = ZoneInfo(engine.world.policy.calendar.timezone)
         self._policies_kept: set[tuple[int, str]] = set()
+        self._resumed_at: float | None = None
 
     # ---- marks: the partition's durable watermark and counts ----
 
@@ -147,6 +148,7 @@ class CaseWriter:
         """Forget cached marks (another worker may have moved them); return open counts."""
         self._marks.clear()
         self._policies_kept.clear()
+        self._resumed_at = time.monotonic()  # the first batch after it is logged
         totals: dict[str, int] = {}
         for p in partitions:
             for state, n in self.marks(p).counts.items():
@@ -173,6 +175,13 @@ class CaseWriter:
             self.engine.metrics.decide_seconds.observe(time.perf_counter() - started)
         if batch.marks:
             await self._write(batch)
+        if self._resumed_at is not None:  # where a restart's first batch starts, how long
+            first: dict[int, int] = {}
+            for event in events:
+                first.setdefault(event.message.partition, event.message.offset)
+            log.info("writer_resumed", commands=len(events), first_offsets=first,
+                     after_assignment=round(time.monotonic() - self._resumed_at, 3))
+            self._resumed_at = None
 
     async def _one(self, batch: _Batch, event: EventT) -> None:
         engine, metrics = self.engine, self.engine.metrics
