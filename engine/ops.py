@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.cluster import ClusterMetadata
 
+from engine.offsets import fetched_ends
 from topics import CITY_DISPATCH, DISPATCH_SUFFIX, SPECS, TopicNames
 
 DEFAULT_URL = "http://127.0.0.1:6066"
@@ -151,22 +152,11 @@ async def log_ends(consumer: AIOKafkaConsumer, tps: list[TopicPartition], timeou
     ListOffsets(latest) is the usual answer, but the embedded broker (Tansu 0.6) answers
     the last record batch's base offset + 1, short of the end by the rest of that batch
     (seen: a partition with records up to 8 reported 8, its fetch said 9). A fetch's high
-    watermark is right on both, so each non-empty partition is fetched from its last
-    reported offset once; the consumer's positions are left anywhere: seek afterwards.
+    watermark is right on both (``engine.transport.fetched_ends``); the consumer's
+    positions are left anywhere: seek afterwards.
     """
     ends = await consumer.end_offsets(tps)
-    pending = {tp for tp in tps if ends[tp] > 0}
-    for tp in pending:
-        consumer.seek(tp, ends[tp] - 1)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(timeout, 5.0)
-    while pending and loop.time() < deadline:
-        await consumer.getmany(*pending, timeout_ms=200)
-        for tp in list(pending):
-            high = consumer.highwater(tp)
-            if high is not None:
-                ends[tp] = max(ends[tp], high)
-                pending.discard(tp)
+    ends.update(await fetched_ends(consumer, ends, min(timeout, 5.0)))
     return ends
 
 

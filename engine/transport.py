@@ -12,13 +12,11 @@ the partition's last record batch + 1, not the offset after its last record, whe
 batch holds several records (measured: 50 records sent as one batch moved the end by 1).
 faust's table recovery reads the changelog only up to that end, so a restarted worker lost
 the cases written in the tail of a batch (3 of 20,000 in the benchmark). The corrected end is
-found by reading from the reported end - 1 to the real end; on a correct broker that reads
-one record per partition.
+taken from a fetch response's high watermark (``true_end_offsets``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +27,7 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from engine import logs
+from engine.offsets import fetched_ends
 
 # authentication for the engine's own aiokafka clients (the end-offset probe, the bulk
 # restore): set from the settings when the engine is built (engine/app.py)
@@ -55,49 +54,25 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await true_end_offsets(bootstrap, reported)
 
 
-async def true_end_offsets(bootstrap: Any, reported: Mapping[Any, int], idle_polls: int = 2,
+async def true_end_offsets(bootstrap: Any, reported: Mapping[Any, int],
                            deadline_s: float = 30.0) -> dict[Any, int]:
-    """Read each partition from its reported end - 1 until nothing more comes.
-
-    The record at reported end - 1 exists, so a partition counts as read to its end only
-    after it has answered with that record and then fetches came back empty ``idle_polls``
-    times. (Counting empty fetches from the start missed the end once in 15 restarts under
-    load: the probe's first fetch was slower than the idle wait, faust then found its
-    persisted offset above the "end" and raised ConsistencyError.)
-    """
-    ends = dict(reported)
-    probe_from = {tp: end - 1 for tp, end in reported.items() if end and end > 0}
-    if not probe_from:
-        return ends
+    """Each partition's end, by a probe consumer of its own (``fetched_ends``)."""
+    if not reported:
+        return dict(reported)
     probe = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      fetch_max_wait_ms=50, max_poll_records=10_000,
+                                      fetch_max_wait_ms=50, auto_offset_reset="none",
                                       **CLIENT_KWARGS)
     await probe.start()
     try:
-        tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in probe_from}
+        tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in reported}
         probe.assign(list(tps.values()))
-        for tp, offset in probe_from.items():
-            probe.seek(tps[tp], offset)
-        back = {v: k for k, v in tps.items()}
-        answered: set[Any] = set()
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + deadline_s
-        idle = 0
-        while idle < idle_polls or len(answered) < len(tps):
-            if loop.time() > give_up:  # e.g. the last record compacted away: keep what we have
-                missing = sorted(str(back[t]) for t in tps.values() if t not in answered)
-                log.warning("end_offsets_unconfirmed", partitions=missing, after_s=deadline_s)
-                break
-            batch = await probe.getmany(timeout_ms=250)
-            got = {tp for tp, records in batch.items() if records}
-            answered |= got
-            idle = 0 if got or len(answered) < len(tps) else idle + 1
-            for tp in got:
-                key = back[tp]
-                ends[key] = max(ends[key], batch[tp][-1].offset + 1)
+        ends = await fetched_ends(probe, {tps[k]: n for k, n in reported.items()}, deadline_s)
     finally:
         await probe.stop()
-    return ends
+    if len(ends) < len(reported):  # the deadline passed: keep what was reported
+        log.warning("end_offsets_unconfirmed", after_s=deadline_s,
+                    partitions=sorted(str(k) for k in reported if tps[k] not in ends))
+    return {k: ends.get(tps[k], n) for k, n in reported.items()}
 
 
 class Consumer(faust_aiokafka.Consumer):
