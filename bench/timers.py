@@ -74,6 +74,7 @@ from bench.scale import (
     vm_status,
 )
 from bench.workload import complaints
+from engine import timers
 from engine.catalogue import Catalogue
 from engine.core.routing import route
 from engine.ids import case_id_for
@@ -1130,9 +1131,13 @@ def _reading(d: dict[str, Any], n: int) -> list[str]:
         out.append(
             f"- **SIGKILL**: the restart on the kept data dir answered `/readyz` after "
             f"{k['launch_to_ready']:.1f} s (group join and changelog recovery, as in "
-            f"benchmarks-scale.md); the ticker fires at its first tick once the partitions are "
-            f"recovered, so the first resume came {k['ready_to_first']:.2f} s after `/readyz` "
-            f"and all {k['size']:,} within {k['ready_to_last']:.2f} s, each exactly once "
+            f"benchmarks-scale.md; the partitions' ends come from a fetch past the end, "
+            f"engine/offsets.py); the ticker sends the first {timers.MAX_IN_FLIGHT:,} overdue "
+            f"firings once the partitions are recovered, before faust resumes their streams "
+            f"(`timers_recovered` in the worker's log), so they reach `case.commands` ahead "
+            f"of the intake that queued while the worker was down; the first resume came "
+            f"{k['ready_to_first']:.2f} s after `/readyz` and all {k['size']:,} within "
+            f"{k['ready_to_last']:.2f} s, each exactly once "
             f"({k['duplicates']:,} duplicate records).")
     return out
 
@@ -1652,6 +1657,8 @@ def main(argv: list[str] | None = None) -> int:
     ARGS = args
     if args.render_from:
         data = orjson.loads(args.render_from.read_bytes())
+        if args.note:  # a sentence added after the fact, e.g. how this run compares
+            data["args"]["note"] = args.note
         args.out.write_text(render(data))
         progress(f"wrote {args.out} from {args.render_from}")
         return 0
