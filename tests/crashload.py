@@ -70,7 +70,6 @@ STREET_CATEGORIES = sorted(c.code for c in Catalogue.load().by_code.values()
 CHANNELS = ("hotline", "app", "web", "grid", "media")
 
 TICK = 0.01  # pacing of the load loop (not a synchronisation)
-DRAIN_POLL = 0.5  # how often the drain re-runs the checker inside its deadline
 
 # rules whose violations can still heal while outputs arrive; the drain waits for them
 LOSS_RULES = ("lost_order", "lost_event", "lost_notification", "unaccounted_update",
@@ -239,6 +238,7 @@ class Reader:
         self.topics = list(topics or output_topics())
         self._records: list[Record] = []
         self._lock = threading.Lock()
+        self._more = threading.Condition(self._lock)  # notified when records are added
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
@@ -279,8 +279,9 @@ class Reader:
                     out.append(make_record(m.topic(), m.partition(), m.offset(), m.key(),
                                            m.value() or b"", m.headers()))
                 if out:
-                    with self._lock:
+                    with self._more:
                         self._records.extend(out)
+                        self._more.notify_all()
         finally:
             consumer.close()
 
@@ -288,6 +289,12 @@ class Reader:
         with self._lock:
             new = self._records[index:]
             return new, index + len(new)
+
+    def wait_for_more(self, seen: int, timeout: float) -> bool:
+        """Block until more than ``seen`` records are held, or ``timeout`` s pass."""
+        with self._more:
+            return self._more.wait_for(lambda: len(self._records) > seen,
+                                       max(timeout, 0.0))
 
     def snapshot(self) -> list[Record]:
         with self._lock:
@@ -1225,7 +1232,8 @@ class CrashRun:
                 if not more_kills() and now >= stop_at:
                     break
                 wake = min(next_kill, stop_at) if more_kills() else stop_at
-                await asyncio.sleep(max(0.0, min(wake - now, 0.2)))  # pacing only
+                # the schedule's next point, or at once if the load dies before it
+                await asyncio.wait({load_task}, timeout=max(0.0, wake - now))
             load.stop()
             await load_task
             load_seconds = time.monotonic() - self._load_t0
@@ -1246,7 +1254,9 @@ class CrashRun:
                 report = check(sent, outputs, TOPO)
                 if report.complete or now >= deadline or now - last_new >= cfg.drain_stall:
                     break
-                await asyncio.sleep(DRAIN_POLL)
+                # re-check when more outputs have come (or the stall/deadline is reached)
+                await asyncio.to_thread(reader.wait_for_more, seen,
+                                        min(deadline, last_new + cfg.drain_stall) - now)
             drain_seconds = time.monotonic() - drain_t0
             self.log(f"drain {'complete' if report.complete else 'timed out'} after "
                      f"{drain_seconds:.1f} s")
