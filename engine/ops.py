@@ -152,7 +152,7 @@ async def log_ends(consumer: AIOKafkaConsumer, tps: list[TopicPartition], timeou
     ListOffsets(latest) is the usual answer, but the embedded broker (Tansu 0.6) answers
     the last record batch's base offset + 1, short of the end by the rest of that batch
     (seen: a partition with records up to 8 reported 8, its fetch said 9). A fetch's high
-    watermark is right on both (``engine.transport.fetched_ends``); the consumer's
+    watermark is right on both (``engine.offsets.fetched_ends``); the consumer's
     positions are left anywhere: seek afterwards.
     """
     ends = await consumer.end_offsets(tps)
