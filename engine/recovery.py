@@ -10,6 +10,13 @@ Hooked where faust allows: the ``TableManager`` app setting names our manager, w
 ``Recovery`` bulk-loads in ``_build_offsets``, after the highwaters are known and before faust
 seeks and reads. The load stops at ``BULK_BUDGET_S`` (faust bounds that step by its request
 timeout) and leaves any remainder to faust.
+
+The same hook handles local state that is *ahead* of its changelog (CONTRACT.md "Restarts
+against a new or emptied broker"): the embedded broker forgets everything when it stops, and
+on real Kafka topics can be deleted and recreated. faust would raise ``ConsistencyError``
+("persisted offset is higher than the highwater") and stop the worker at every start in that
+folder. The changelog is the truth, as in Kafka Streams (TaskCorruptedException wipes the
+task's store): the partition's store is moved aside, never deleted, and rebuilt.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiokafka
@@ -45,6 +55,9 @@ class Recovery(_Recovery):
         await super()._build_offsets(consumer, tps, destination, title)
         if title != "active":
             return
+        stale = stale_partitions(destination, self.active_highwaters)
+        if stale:
+            self._discard(stale, destination)
         deadline = time.monotonic() + BULK_BUDGET_S
         for tp in sorted(tps):
             highwater = self.active_highwaters.get(tp)
@@ -57,6 +70,25 @@ class Recovery(_Recovery):
             last = await self._bulk_load(table, tp, start, highwater, deadline)
             if last is not None:
                 destination[tp] = last
+
+    def _discard(self, stale: dict[TP, tuple[int, int]], destination: Counter[TP]) -> None:
+        """Move the stale partitions' stores aside and read their changelogs from the start."""
+        moved: list[str] = []
+        where: Path | None = None
+        for tp in sorted(stale):
+            table = self.tp_to_table.get(tp)
+            store = getattr(table, "data", None)
+            if store is not None and hasattr(store, "partition_path"):
+                where = where or discard_dir(Path(self.app.conf.datadir))
+                path = move_partition_store(store, tp.partition, where)
+                if path is not None:
+                    moved.append(str(path))
+            destination[tp] = -1  # faust's "nothing read yet": seek to the start
+        log.warning("stale_state_discarded",
+                    partitions=[{"topic": tp.topic, "partition": tp.partition,
+                                 "local_offset": local, "changelog_last_offset": high}
+                                for tp, (local, high) in sorted(stale.items())],
+                    moved_to=str(where) if where else None, stores=moved)
 
     async def _bulk_load(self, table: Any, tp: TP, start: int, end: int, deadline: float
                          ) -> int | None:
@@ -95,6 +127,49 @@ class Recovery(_Recovery):
                  seconds=round(took, 1), per_second=round(n / took) if took else None,
                  complete=last is not None and last >= end - 1)
         return last
+
+
+def stale_partitions(local: Mapping[TP, int | None], highwaters: Mapping[TP, int | None]
+                     ) -> dict[TP, tuple[int, int]]:
+    """Partitions whose local store has applied an offset the changelog does not have.
+
+    faust's offsets are "last applied" and its highwaters "last offset" (end - 1), so -1 on
+    both sides means empty. Only a known highwater counts: never discard on a missing answer.
+    """
+    out: dict[TP, tuple[int, int]] = {}
+    for tp, offset in local.items():
+        high = highwaters.get(tp)
+        if offset is not None and high is not None and offset > high:
+            out[tp] = (offset, high)
+    return out
+
+
+def discard_dir(data_dir: Path, now: datetime | None = None) -> Path:
+    """``<data dir>/discarded-<UTC time>/``, new for each discard (a suffix if it exists)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    path = data_dir / f"discarded-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = data_dir / f"discarded-{stamp}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def move_partition_store(store: Any, partition: int, where: Path) -> Path | None:
+    """Close a RocksDB partition store and move its directory under ``where``; faust opens
+    a new empty one at the old path on the next access. None when it had no directory."""
+    db = store._dbs.pop(partition, None)
+    if db is not None:
+        db.close()
+    for key in [k for k, p in store._key_index.items() if p == partition]:
+        store._key_index.pop(key, None)
+    path = Path(store.partition_path(partition))
+    if not path.exists():
+        return None
+    target = where / path.name
+    path.rename(target)
+    return target
 
 
 def _apply(store: Any, partition: int, items: list[tuple[bytes | None, bytes | None]]) -> None:
