@@ -111,12 +111,18 @@ def stop_all_children() -> None:
         child.stop(grace=5.0)
 
 
-def write_page(path: Path, lines: list[str], doc: str | None, *after: str) -> None:
+def page_text(lines: list[str], doc: str | None, *after: str) -> str:
     """A generated benchmark page: ``lines``, then "## Method" from the module's docstring
-    (its third paragraph on) and ``after``; says where it wrote."""
+    (its third paragraph on) and ``after``. Pure, so a test renders every page from a sample
+    instead of finding a broken template at the end of a long run."""
     method = (doc or "").split("\n\n", 2)[-1].strip()
-    path.write_text("\n".join([*lines, "## Method", "", method, "", *after]), encoding="utf-8")
-    progress(f"wrote {path.relative_to(ROOT)}")
+    return "\n".join([*lines, "## Method", "", method, "", *after])
+
+
+def write_page(path: Path, text: str) -> None:
+    """Write a rendered page and say where (relative to the repository when inside it)."""
+    path.write_text(text, encoding="utf-8")
+    progress(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 def bench_parser(module: str, doc: str | None) -> argparse.ArgumentParser:

@@ -1087,12 +1087,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def rerender(results: Path, out: Path) -> None:
-    """Write the page again from a run's results.json (after a change to the template)."""
+def load(results: Path) -> dict[str, Any]:
+    """A run's results.json in the shape ``render`` takes (the page's test loads its sample
+    the same way)."""
     data = orjson.loads(results.read_bytes())
     data["date"] = datetime.fromisoformat(data["date"])
     data["phases"] = [Phase(**p) for p in data["phases"]]
-    out.write_text(render(data))
+    return data
+
+
+def rerender(results: Path, out: Path) -> None:
+    """Write the page again from a run's results.json (after a change to the template)."""
+    out.write_text(render(load(results)))
     progress(f"wrote {out} from {results}")
 
 

@@ -29,7 +29,8 @@ def test_alert_rules_reference_real_metrics() -> None:
     assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian: apt-get install prometheus)")
 def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
     for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
         out = subprocess.run(["promtool", *args], cwd=ROOT / "deploy", capture_output=True,

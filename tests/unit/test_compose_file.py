@@ -268,7 +268,8 @@ def test_alertmanager_groups_by_alertname_with_a_default_receiver() -> None:
     assert all(r.get("webhook_configs") for r in receivers.values())
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian: apt-get install prometheus)")
 def test_promtool_check_config(services: dict[str, Any], tmp_path: Path) -> None:
     """The container's layout rebuilt in a temporary directory: each rule file where the
     compose file mounts it (deploy/prometheus.yml names container paths)."""
@@ -287,7 +288,8 @@ def test_promtool_check_config(services: dict[str, Any], tmp_path: Path) -> None
     assert f"{len(local)} rule files found" in out.stdout.decode()
 
 
-@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed")
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed "
+                    "(Debian: apt-get install prometheus-alertmanager)")
 def test_amtool_check_config() -> None:
     out = subprocess.run(["amtool", "check-config", str(ALERTMANAGER_FILE)],
                          capture_output=True, timeout=60)

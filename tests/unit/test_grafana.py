@@ -229,7 +229,8 @@ def test_provider_loads_the_mounted_dashboards() -> None:
     assert PROVIDERS.resolve() in provisioning.values()
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian: apt-get install prometheus)")
 def test_every_expression_parses(dashboard: dict[str, Any], tmp_path: Path) -> None:
     """promtool parses each expression as a recording rule (Grafana variables substituted)."""
     rules = []

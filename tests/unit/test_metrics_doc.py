@@ -100,7 +100,8 @@ def test_process_and_python_series_are_exported() -> None:
         assert name in names
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian: apt-get install prometheus)")
 def test_promtool_check_metrics_passes() -> None:
     out = subprocess.run(["promtool", "check", "metrics"], input=generate_latest(
         Metrics().registry), capture_output=True, timeout=30)
