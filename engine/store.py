@@ -6,23 +6,8 @@ the opposite order (engine/writer.py), so it keeps faust for what faust does wel
 changelog topic, recovery on assignment, RocksDB per partition, persisted offsets) and does
 its own reads and writes here: raw bytes, explicit partition.
 
-Keys (one table, one changelog, so every record of a partition shares one ordered log):
-
-- ``s:<case>``          ``CaseState``: small, rewritten by every command
-- ``f:<case>``          ``CaseFile``: what the case is about, written when it opens
-- ``h:<case>:<seq>``    the ``CaseEvent``s one command added, from ``seq`` on, written once
-- ``m:<partition>``     ``Marks``: the partition's watermark and per-state counts
-- ``p:<digest>``        a policy version some case on the partition was opened under
-- ``t:<due ms>:<case>`` the case's one armed timer (engine/core/sla.py): RocksDB keeps keys
-                        sorted, so the ticker reads what is due as a range, never a scan
-- ``d:<directive>``     ``DirectiveState``: counts and shared deadlines (engine/core/directive.py)
-- ``k:<directive>|<target>`` one ``Task`` per target: an ack rewrites one small record
-- ``c:<partition>:<day>`` supervision figures of the partition's cases that day, by unit
-                        (engine/core/figures.py), with the offset they are counted through
-- ``n:<partition>``     backlog and overdue now, by unit, likewise
-- ``x:<group>``         ``GroupState``: a merge group's open cases (engine/core/merge.py)
-- ``t:<due ms>:<directive>|<target>`` a task's one armed timer (unit codes have no ``|``,
-                        case ids neither: the last ``|`` splits a task's timer key)
+Keys: engine/storekeys.py says which there are and how ids are escaped in them; its builders
+are importable from here as before.
 """
 
 from __future__ import annotations
@@ -43,70 +28,29 @@ from engine.core.directive import DirectiveState, Task
 from engine.core.merge import GroupState
 from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.core.sla import Timer
+from engine.storekeys import (  # noqa: F401  (re-exported: the store's key builders)
+    MS_DIGITS,
+    SEQ_DIGITS,
+    TIMER_PREFIX,
+    directive_key,
+    event_key,
+    figures_day_key,
+    figures_day_prefix,
+    figures_now_key,
+    file_key,
+    group_key,
+    marks_key,
+    policy_key,
+    state_key,
+    task_key,
+    task_prefix,
+    task_target,
+    timer_bound,
+    timer_key,
+    timer_owner,
+)
 
-SEQ_DIGITS = 6
 M = TypeVar("M", bound=BaseModel)
-
-
-def state_key(case_id: str) -> bytes:
-    return f"s:{case_id}".encode()
-
-
-def file_key(case_id: str) -> bytes:
-    return f"f:{case_id}".encode()
-
-
-def event_key(case_id: str, seq: int) -> bytes:
-    return f"h:{case_id}:{seq:0{SEQ_DIGITS}d}".encode()
-
-
-def marks_key(partition: int) -> bytes:
-    return f"m:{partition}".encode()
-
-
-def policy_key(digest: str) -> bytes:
-    return f"p:{digest}".encode()
-
-
-def directive_key(directive_id: str) -> bytes:
-    return f"d:{directive_id}".encode()
-
-
-def figures_day_key(partition: int, day: str) -> bytes:
-    return f"c:{partition}:{day}".encode()
-
-
-def figures_now_key(partition: int) -> bytes:
-    return f"n:{partition}".encode()
-
-
-def group_key(key: str) -> bytes:
-    return f"x:{key}".encode()
-
-
-def task_prefix(directive_id: str) -> bytes:
-    return f"k:{directive_id}|".encode()
-
-
-def task_key(directive_id: str, target: str) -> bytes:
-    return task_prefix(directive_id) + target.encode()
-
-
-TIMER_PREFIX = b"t:"
-MS_DIGITS = 15
-
-
-def timer_key(case_id: str, at: datetime, target: str | None = None) -> bytes:
-    """A case's timer, or with ``target`` a directive task's (``case_id`` the directive)."""
-    ms = int(at.timestamp() * 1000)
-    owner = case_id if target is None else f"{case_id}|{target}"
-    return f"t:{ms:0{MS_DIGITS}d}:{owner}".encode()
-
-
-def timer_bound(now: datetime) -> bytes:
-    """The first key after every timer due at or before ``now``."""
-    ms = int(now.timestamp() * 1000)
-    return f"t:{ms:0{MS_DIGITS}d};".encode()  # ';' sorts after ':'
 
 
 def dump_timer(t: Timer) -> bytes:
@@ -365,7 +309,7 @@ class CaseStore:
         prefix = task_prefix(directive_id)
         out = []
         for k, raw in self._prefixed(p, prefix):
-            out.append({**TASK_DEFAULTS, **unpack(raw), "target": k[len(prefix):].decode()})
+            out.append({**TASK_DEFAULTS, **unpack(raw), "target": task_target(prefix, k)})
         return out
 
     def _prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -407,7 +351,7 @@ class CaseStore:
     def figures_days(self, partition: int, first: str, last: str
                      ) -> Iterator[tuple[str, dict[str, Any]]]:
         """The day records of ``partition`` from ``first`` to ``last`` (inclusive)."""
-        prefix = f"c:{partition}:".encode()
+        prefix = figures_day_prefix(partition)
         for k, raw in self._prefixed(partition, prefix):
             day = k[len(prefix):].decode()
             if first <= day <= last:
@@ -422,5 +366,4 @@ class CaseStore:
 
 def _timer_case(key: bytes) -> str:
     """The aggregate a timer key belongs to: a case id, or a task's directive id."""
-    owner = key.decode().split(":", 2)[2]
-    return owner.rsplit("|", 1)[0]
+    return timer_owner(key)[0]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from engine.core import sla
+from engine.core import ids, sla
 from engine.core.decide import Duplicate, Ignored, Rejected
 from engine.core.model import (
     APPLIED_KEYS_KEPT,
@@ -382,7 +382,8 @@ def react(d: DirectiveState, events: list[DirectiveEvent], topo: Topology,
     out: list[Output] = []
     for e in events:
         msg = DirectiveEventMessage(
-            event_id=f"{d.directive_id}/{e.seq}", directive_id=d.directive_id, seq=e.seq,
+            event_id=ids.directive_event_id(d.directive_id, e.seq),
+            directive_id=d.directive_id, seq=e.seq,
             type=e.type, target=e.target, state=e.state, at=e.at, due=e.due, stage=e.stage,
             escalation_level=e.escalation_level, actor=e.actor, note=e.note,
             late_unit=e.late_unit, supervisor=e.supervisor, supervise_due=e.supervise_due,
@@ -404,7 +405,7 @@ def react(d: DirectiveState, events: list[DirectiveEvent], topo: Topology,
 
 def _order(d: DirectiveState, e: DirectiveEvent, to: str, kind: str, topo: Topology,
            issue: Directive | None = None) -> Output:
-    order_id = f"{d.directive_id}/{e.seq}/{kind}/{to}"
+    order_id = ids.directive_order_id(d.directive_id, e.seq, kind, to)
     order = DispatchOrder(
         order_id=order_id, kind=kind, target=to, directive_id=d.directive_id,
         issuer=d.issuer, stage=e.stage or "ack",

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.core.ids import escape, unescape
 from engine.core.model import (
     Command,
     Frozen,
@@ -71,12 +72,15 @@ class Routed:
 
 
 def group_key(source: str, category: str, place: str) -> str:
-    return f"g|{source}|{category}|{place}"
+    """``g|<source>|<category>|<place>``, each part escaped (engine/storekeys.py): a category
+    holding ``|`` cannot pose as another category's place. Unchanged for ordinary codes, so
+    a group keeps its key, partition and ``x:`` record across the upgrade."""
+    return "|".join(("g", escape(source), escape(category), escape(place)))
 
 
 def place_of(key: str) -> str:
     """The place a group key names (a unit code)."""
-    return key.rsplit("|", 1)[-1]
+    return unescape(key.rpartition("|")[2])
 
 
 def group_of(world: World, report: OpenCase) -> str | None:

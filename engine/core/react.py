@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from engine.core import ids
 from engine.core.model import SUMMARY_CHARS, CaseEvent, CaseFile, CaseState, Complainant
 from engine.topology import Topology
 from schemas.outbound import CaseEventMessage, CitizenNotification, DispatchOrder
@@ -62,7 +63,8 @@ def react(case: CaseState, file: CaseFile, events: list[CaseEvent], topology: To
 
 def _event_message(case: CaseState, e: CaseEvent) -> Output:
     msg = CaseEventMessage(
-        event_id=f"{case.case_id}/{e.seq}", case_id=case.case_id, seq=e.seq, type=e.type,
+        event_id=ids.case_event_id(case.case_id, e.seq), case_id=case.case_id, seq=e.seq,
+        type=e.type,
         state=e.state, unit=e.unit, at=e.at, due=e.due, stage=e.stage, actor=e.actor,
         category=case.category, priority=case.priority, source=case.source,
         escalation_level=e.escalation_level, returns=e.returns, outcome=e.outcome,
@@ -78,7 +80,7 @@ def _event_message(case: CaseState, e: CaseEvent) -> Output:
 
 def _order(case: CaseState, file: CaseFile, e: CaseEvent, target: str, role: str,
            topology: Topology, kind: str = "case") -> Output:
-    order_id = f"{case.case_id}/{e.seq}/{kind}/{target}"
+    order_id = ids.case_order_id(case.case_id, e.seq, kind, target)
     citizen = None
     if (kind == "case" and case.source == "complaint" and file.complainants
             and file.complainants[0].citizen):
@@ -102,7 +104,7 @@ def _notices(case: CaseState, file: CaseFile, e: CaseEvent,
         text = "您反映的问题已有其他市民反映，已并入同一诉求一并办理。"
     out = []
     for c in file.complainants if only is None else only:
-        nid = f"{case.case_id}/{e.seq}/notice/{c.complaint_id}"
+        nid = ids.notice_id(case.case_id, e.seq, c.complaint_id)
         note = CitizenNotification(
             notification_id=nid, case_id=case.case_id, complaint_id=c.complaint_id,
             channel=c.channel, kind=kind, ask_rating=e.type == "resolved", state=e.state,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from engine.store import partition_of
 from tests.integration.conftest import NAMES, TOPO, Collector, Worker
 
 pytestmark = pytest.mark.integration
@@ -118,3 +120,41 @@ async def test_refusals_are_dead_lettered_with_the_contract_reasons(worker: Work
     # nothing was fanned out for any of them
     for d in (out_of_scope, unknown, street_issuer):
         assert not tasks_out(kafka, d["directive_id"])
+
+
+def status(worker: Worker, did: str) -> tuple[int, bytes]:
+    return worker.get(f"/directives/{urllib.parse.quote(did, safe='')}")
+
+
+def ids_on_one_partition(suffix: str) -> tuple[str, str]:
+    """A directive id ``X`` and ``X<suffix>`` that murmur2 puts on one partition of the
+    command log for every count of partitions up to 8 (the worker's is 4)."""
+    while True:
+        x = f"D-{uuid.uuid4().hex[:10]}"
+        if all(partition_of(x, n) == partition_of(x + suffix, n) for n in range(1, 9)):
+            return x, x + suffix
+
+
+async def test_a_directive_id_holding_the_key_separator_keeps_its_tasks_apart(
+        worker: Worker, kafka: Collector) -> None:
+    """``X|<street>`` on ``X``'s partition: its tasks were stored under ``k:X|<street>|..``,
+    which the prefix read of ``X``'s tasks (``k:X|``) took for its own (issue 22)."""
+    s1, s2, s3 = TOPO.streets_of(DISTRICT)[:3]
+    x, y = ids_on_one_partition(f"|{s1}")
+    await kafka.send(NAMES.directives, {**directive({"units": [s3]}), "directive_id": y}, key=y)
+    await kafka.wait_for(lambda: status(worker, y)[0] == 200, timeout=20)
+    await kafka.send(NAMES.directives, {**directive({"units": [s1, s2]}), "directive_id": x},
+                     key=x)
+    await kafka.wait_for(lambda: status(worker, x)[0] == 200, timeout=20)
+    sx, sy = (orjson.loads(status(worker, did)[1]) for did in (x, y))
+    assert sorted(t["target"] for t in sx["tasks"]) == [s1, s2]
+    assert (sx["targets"], sx["delivered"]) == (2, 2)
+    assert [t["target"] for t in sy["tasks"]] == [s3]
+    assert (sy["targets"], sy["delivered"]) == (1, 1)
+    # an ack for X's task is X's alone
+    await kafka.send(NAMES.unit_updates, update(x, s1, "ack"), key=x)
+    await kafka.wait_for(lambda: any(e["type"] == "acknowledged"
+                                     for e in directive_events(kafka, x)), timeout=20)
+    await kafka.wait_for(lambda: orjson.loads(status(worker, x)[1])["acknowledged"] == 1,
+                         timeout=20)
+    assert orjson.loads(status(worker, y)[1])["acknowledged"] == 0
