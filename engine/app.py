@@ -6,7 +6,6 @@ no state of their own.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from engine import envelope, logs, transport
+from engine import deadletter, envelope, logs, transport
 from engine.clock import Clock, system_clock
 from engine.core import Accepted, Command, Output, World
 from engine.core.model import CaseState, Origin, StateName
@@ -23,8 +22,7 @@ from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.store import CaseStore
 from engine.topology import CITY_TOPIC_KEY
-from schemas.codec import encode
-from schemas.outbound import DeadLetter
+from schemas.codec import clip, encode
 from topics import SPECS, TopicNames
 
 log = logs.get("zhida.engine")
@@ -76,6 +74,7 @@ class Engine:
         transport.CLIENT_KWARGS.clear()  # for the engine's own aiokafka clients
         transport.CLIENT_KWARGS.update(settings.client_kwargs())
         self.keyset: Any = None  # engine/signing.py KeySet, when the worker has --keys
+        self.letter_stops = deadletter.Stops()  # partitions stopped on an unsent dead letter
         self.app = faust.App(
             settings.app_id,
             broker=[f"{transport.SCHEME}://{b.strip()}" for b in settings.bootstrap.split(",")],
@@ -193,29 +192,21 @@ class Engine:
                            partition: int | None, offset: int | None,
                            key: bytes | str | None, value: bytes | str | None,
                            at: datetime | None = None) -> Record:
-        """The dead letter for an input; given ``at``, a replay resends the same bytes."""
+        """The dead letter for an input; given ``at``, a replay resends the same bytes.
+
+        Every letter is built here, bounded (engine/deadletter.py): whatever the input, its
+        detail or its key, the record fits the producer's and the brokers' limits.
+        """
         self.metrics.deadletters.labels(reason).inc()
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", "replace")
-        original: str | None = None
-        original_b64: str | None = None
-        if isinstance(value, str):
-            original = value
-        elif value is not None:
-            try:
-                original = value.decode("utf-8")
-            except UnicodeDecodeError:
-                original_b64 = base64.b64encode(value).decode()
         now = at or self.clock()
-        letter = DeadLetter(reason=reason, detail=detail, source_topic=topic,
-                            partition=partition, offset=offset, key=key, original=original,
-                            original_base64=original_b64, at=now)
+        letter = deadletter.build_letter(reason, detail, source_topic=topic,
+                                         partition=partition, offset=offset, key=key,
+                                         value=value, at=now)
         ce_id = f"deadletter/{topic}/{partition}/{offset}"
-        log.warning("dead_letter", reason=reason, detail=detail, topic=topic,
-                    partition=partition, offset=offset)
-        return Record(self.names.deadletter, key.encode() if key else None, encode(letter),
-                      None, envelope.headers(ce_id, "zhida.deadletter", self.settings.source,
-                                             now))
+        log.warning("dead_letter", reason=reason, detail=clip(letter.detail, 200), topic=topic,
+                    partition=partition, offset=offset, truncated=letter.truncated)
+        return Record(self.names.deadletter, letter.key, letter.value, None,
+                      envelope.headers(ce_id, "zhida.deadletter", self.settings.source, now))
 
     def dead_letter_origin_record(self, origin: Origin | None, reason: str, detail: str,
                                   at: datetime | None = None) -> Record:
@@ -227,12 +218,27 @@ class Engine:
         """Queue one record; faust flushes the producer before it commits offsets."""
         await self.app.producer.send(r.topic, r.key, r.value, r.partition, None, r.headers)
 
-    async def dead_letter_event(self, event: EventT, reason: str, detail: str) -> None:
+    async def dead_letter_event(self, event: EventT, reason: str, detail: str, *,
+                                consumer: str) -> bool:
+        """Dead-letter a refused input and wait until the brokers have the letter.
+
+        False when it could not be sent even after retries: then the input's partition is
+        stopped, the event kept unacknowledged (``deadletter.Stops``), never skipped.
+        """
         m = event.message
         at = self.input_time(self.origin_of(event))
-        await self.send(self.dead_letter_record(reason, detail, topic=m.topic,
-                                                partition=m.partition, offset=m.offset,
-                                                key=m.key, value=m.value, at=at))
+        record = self.dead_letter_record(reason, detail, topic=m.topic, partition=m.partition,
+                                         offset=m.offset, key=m.key, value=m.value, at=at)
+        error = await deadletter.send_letter(self.app.producer, record)
+        if error is None:
+            return True
+        name = deadletter.error_name(error)
+        stop = self.letter_stops.hold(self.app, event, consumer, name)
+        self.metrics.deadletter_failures.labels(consumer).inc()
+        log.error("deadletter_failed", consumer=consumer, reason=reason, topic=m.topic,
+                  partition=m.partition, offset=m.offset, error=name,
+                  message=clip(str(error), 300), stopped=stop.where)
+        return False
 
     def input_time(self, origin: Origin) -> datetime:
         """The core's "now" for an input: its record's timestamp, never later than now.

@@ -12,7 +12,9 @@
 - the consumer is not stalled: if records wait on the assigned partitions of the engine's
   topics (highwater above the committed offset) and no offset has moved for
   ``ZHIDA_STALL_SECONDS`` (20) while brokers answer and no rebalance runs, the worker is not
-  ready, until it consumes again.
+  ready, until it consumes again; and at once while a consumer has stopped at an input
+  whose dead letter the brokers would not take (engine/deadletter.py): that stop holds
+  until a restart or a rebalance reads the input again.
 
 Why these sources: the aiokafka consumer runs in faust's consumer thread, so nothing here
 calls into it; its highwaters (from the last fetch responses) and faust's own committed and
@@ -28,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,14 +134,17 @@ class Health:
             brokers = await self.probe()
             partitions = list(self.snapshot())
             rebalancing = bool(getattr(self.engine.app, "rebalancing", False))
+            stops = getattr(self.engine, "letter_stops", None)
+            stopped = [s.describe() for s in stops.active(self.engine.app)] if stops else []
         except Exception:  # a bug here must not stop the checks
             log.exception("health_check_failed")
             return
-        self.observe(self.clock(), brokers, partitions, rebalancing)
+        self.observe(self.clock(), brokers, partitions, rebalancing, stopped)
 
     def observe(self, now: float, brokers: bool | None, partitions: list[Partition],
-                rebalancing: bool = False) -> None:
-        """Fold one probe (None: could not tell) and one look at the consumer."""
+                rebalancing: bool = False, stopped: Sequence[str] = ()) -> None:
+        """Fold one probe (None: could not tell), one look at the consumer and the consumers
+        stopped on a dead letter not sent (each described)."""
         if brokers is not None:
             self.metrics.brokers_reachable.set(int(brokers))
             if brokers:
@@ -165,6 +170,8 @@ class Health:
             kind, reason = "brokers", f"brokers unreachable for {now - self._down_since:.0f} s"
         elif rebalancing:
             kind, reason = "rebalancing", "rebalancing: partitions being reassigned"
+        elif stopped:
+            kind, reason = "stalled", f"consumer stalled: {'; '.join(stopped)}"
         elif waiting and now - self._progress_at >= self.stall_after:
             kind, reason = "stalled", (f"consumer stalled: {waiting} records waiting, none "
                                        f"consumed for {now - self._progress_at:.0f} s")

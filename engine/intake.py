@@ -26,9 +26,19 @@ SignedBy = Callable[[Command], str]
 
 async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: ToCommand,
                   signed_by: SignedBy | None = None) -> None:
+    """Each input becomes a command for the case writer, or a dead letter.
+
+    A dead letter the brokers will not take stops the input's partition instead of crashing
+    the agent or skipping the input (engine/deadletter.py): records of a stopped partition
+    already fetched are withheld here, before the guard, which then still expects them.
+    """
+    consumer = f"intake_{name}"
     inputs = engine.metrics.inputs.labels(name)
-    guard = ContiguityGuard(engine.app, f"intake_{name}", engine.metrics)
+    guard = ContiguityGuard(engine.app, consumer, engine.metrics)
+    stops = engine.letter_stops
     async for event in stream.events():
+        if stops.holds(engine.app, event):
+            continue
         if not await guard.accept(event):
             continue
         inputs.inc()
@@ -40,11 +50,12 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
                                      signature_header(event.message.headers), signed_by(cmd))
             raw = encode(cmd)
         except Refused as r:
-            await engine.dead_letter_event(event, r.reason, r.detail)
+            await engine.dead_letter_event(event, r.reason, r.detail, consumer=consumer)
             continue
         except Exception as e:  # a bug must not stop the stream; the input is kept
             log.exception("intake_failed", topic=event.message.topic)
-            await engine.dead_letter_event(event, "schema", f"could not be processed: {e!r}")
+            await engine.dead_letter_event(event, "schema", f"could not be processed: {e!r}",
+                                           consumer=consumer)
             continue
         await engine.send_command(cmd.case_id, raw)
 

@@ -61,6 +61,11 @@ class Metrics:
         self.deadletters = Counter("zhida_deadletters_total",
                                    "Inputs refused to the dead letter topic", ["reason"],
                                    registry=r)
+        self.deadletter_failures = Counter(
+            "zhida_deadletter_failures_total",
+            "Dead letters the brokers did not take after retries: the consumer stops at the "
+            "input (kept uncommitted) and /readyz says so (engine/deadletter.py)",
+            ["consumer"], registry=r)
         self.case_events = Counter("zhida_case_events_total", "Case events emitted", ["type"],
                                    registry=r)
         self.directive_events = Counter(
@@ -171,6 +176,7 @@ class Metrics:
                                 (self.cases, CASE_STATES),
                                 (self.consumer_lag, CONSUMED_TOPICS),
                                 (self.offset_holes, GUARDED_CONSUMERS),
+                                (self.deadletter_failures, GUARDED_CONSUMERS),
                                 (self.timer_firings, TIMER_KINDS)):
             for value in values:
                 counter.labels(value)

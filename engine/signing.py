@@ -55,6 +55,8 @@ REVOKED_MEMBER = "zhida_revoked"
 KID = re.compile(r"(?P<unit>[0-9A-Za-z][0-9A-Za-z_-]*)(?:#(?P<version>[1-9][0-9]{0,8}))?")
 _B64URL = re.compile(rb"[A-Za-z0-9_-]*")
 _PROTECTED_CACHE_MAX = 4096  # parsed protected headers: one per kid in practice
+_PROTECTED_CACHED_BYTES = 1024  # a real header is ~60 bytes; a huge one is parsed, not kept
+SHOWN = 64  # characters of a kid or unit a refusal's detail repeats (a kid may be ~1 MB)
 
 
 class KeysError(ValueError):
@@ -160,6 +162,15 @@ def public_keys(path: Path, data: dict[str, Any]) -> dict[str, Ed25519PublicKey]
 # --------------------------------------------------------------------------- verification
 
 
+def _shown(text: str) -> str:
+    """A kid or unit as a detail names it: whole up to ``SHOWN`` characters, else its start
+    and its length. The kid pattern has no length limit and a header can be near the
+    broker's 1 MB; the detail would repeat it (twice: kid and unit) in the dead letter."""
+    if len(text) <= SHOWN:
+        return text
+    return f"{text[:SHOWN]}… ({len(text)} chars)"
+
+
 @dataclass(frozen=True, slots=True)
 class _Protected:
     alg: str | None
@@ -179,7 +190,7 @@ def _parse_protected(segment: bytes) -> _Protected:
     if alg is None:
         return _Protected(None, None, "protected header has no alg")
     if "crit" in header:  # RFC 7515 §4.1.11: extensions we do not implement must fail
-        return _Protected(alg, None, f"unsupported crit {header['crit']!r}")
+        return _Protected(alg, None, f"unsupported crit {_shown(repr(header['crit']))}")
     if not isinstance(kid, str) or not kid:
         return _Protected(alg, None, "protected header has no kid")
     if not KID.fullmatch(kid):
@@ -243,21 +254,23 @@ class KeySet:
         protected = self._protected.get(segment)
         if protected is None:  # every message signed with one key has the same header
             protected = _parse_protected(segment)
-            if len(self._protected) >= _PROTECTED_CACHE_MAX:
-                self._protected.clear()
-            self._protected[segment] = protected
+            if len(segment) <= _PROTECTED_CACHED_BYTES:  # else 4,096 of them could hold GBs
+                if len(self._protected) >= _PROTECTED_CACHE_MAX:
+                    self._protected.clear()
+                self._protected[segment] = protected
         if protected.alg is not None and protected.alg != ALG:
             raise Refused(REASON, f"alg {protected.alg!r} not accepted: {ALG} only")
         if protected.error is not None or protected.kid is None:
             raise Refused(REASON, f"malformed {HEADER}: {protected.error}")
         kid = protected.kid
         if kid_unit(kid) != unit:
-            raise Refused(REASON, f"kid {kid} is a key of unit {kid_unit(kid)}, "
-                                  f"not of {unit} (the message's unit)")
+            raise Refused(REASON, f"kid {_shown(kid)} is a key of unit "
+                                  f"{_shown(kid_unit(kid))}, not of {_shown(unit)} "
+                                  "(the message's unit)")
         key = self._keys.get(kid)
         if key is None:
             why = "revoked" if kid in self._revoked else "not in the key set"
-            raise Refused(REASON, f"unknown kid {kid} ({why})")
+            raise Refused(REASON, f"unknown kid {_shown(kid)} ({why})")
         try:
             signature = b64url_decode(sig_b64)
         except ValueError:
@@ -268,7 +281,7 @@ class KeySet:
         try:
             key.verify(signature, segment + b"." + b64url_encode(value))
         except InvalidSignature:
-            raise Refused(REASON, f"bad signature (kid {kid}): not made by this key over "
+            raise Refused(REASON, f"bad signature (kid {_shown(kid)}): not made by this key over "
                                   "this body") from None
 
     def reload(self) -> bool:

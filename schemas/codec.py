@@ -39,11 +39,21 @@ def decode(model: type[M], raw: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
         raise Refused("schema", _summarise(e)) from None
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to its first ``limit`` characters, with a visible marker when cut:
+    details and logs name what was wrong, they do not repeat a hostile input."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… (+{len(text) - limit} chars)"
+
+
 def _summarise(e: ValidationError) -> str:
+    """The first errors, each part bounded: a location can hold a key of the input (an extra
+    member of a mapping) and a message a value of it, both as long as the input allows."""
     parts = []
     for err in e.errors(include_url=False)[:5]:
         loc = ".".join(str(x) for x in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
+        parts.append(f"{clip(loc, 100)}: {clip(str(err['msg']), 200)}")
     more = e.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.common import Priority, Time
 
@@ -118,13 +118,38 @@ class CitizenNotification(Out):
     at: Time
 
 
+# what a dead letter carries at most (engine/deadletter.py keeps to it and says why).
+# The encoded letter: any input within the intake's 256 KiB that is JSON (escaping at most
+# doubles it) or not UTF-8 (base64: 4/3) fits whole; with the key and headers, far below the
+# producer's 1,000,000-byte requests and the brokers' 1 MiB messages.
+LETTER_MAX_BYTES = 768 * 1024
+DETAIL_MAX = 1000  # characters of ``detail``
+KEY_MAX_BYTES = 1024  # UTF-8 bytes of ``key`` (and of the letter's Kafka key)
+
+
 class DeadLetter(Out):
+    """An input the engine refused; at most 768 KiB encoded, whatever the input: always sendable."""
+
     reason: DeadLetterReason
-    detail: str
+    detail: str = Field(description=f"What was wrong: at most {DETAIL_MAX:,} characters, a "
+                                    "longer one cut and ending in `… (+N chars)`")
     source_topic: str
     partition: int | None = None
     offset: int | None = None
-    key: str | None = None
-    original: str | None = None
-    original_base64: str | None = None
+    key: str | None = Field(default=None, description="The input's key (invalid UTF-8 "
+                            f"replaced): at most {KEY_MAX_BYTES:,} bytes, a longer one cut "
+                            "and ending in `… (+N bytes)`, with `key_truncated`")
+    original: str | None = Field(default=None, description="The input's value when valid "
+                                 "UTF-8: whole, or its first characters when `truncated`")
+    original_base64: str | None = Field(default=None, description="The input's value when "
+                                        "not UTF-8: whole, or its first bytes when `truncated`")
+    truncated: bool = Field(default=False, description="The original was too large to carry "
+                            "whole: `original` or `original_base64` holds a prefix of it")
+    original_bytes: int | None = Field(default=None, description="Size of the whole original "
+                                       "in bytes (set whenever the input had a value)")
+    original_sha256: str | None = Field(default=None, description="SHA-256 (hex) of the "
+                                        "whole original (set whenever the input had a value)")
+    key_truncated: bool = Field(default=False, description="`key` is cut, and so is the "
+                                f"letter's Kafka key: the input's key was over "
+                                f"{KEY_MAX_BYTES:,} bytes")
     at: Time

@@ -130,6 +130,17 @@ def test_unknown_kid(keydir: tuple[Path, Path]) -> None:
     assert f"unknown kid {A}#7 (not in the key set)" in refused(KeySet(jwks), BODY, header)
 
 
+def test_huge_protected_headers_are_not_cached(keydir: tuple[Path, Path]) -> None:
+    """4,096 cached headers of ~700 KB each would hold GBs: only small ones are kept."""
+    jwks, _ = keydir
+    keyset = KeySet(jwks)
+    key = Ed25519PrivateKey.generate()
+    refused(keyset, BODY, forged({"alg": "EdDSA", "kid": "5" * 100_000}, BODY, key))
+    assert not keyset._protected
+    refused(keyset, BODY, forged({"alg": "EdDSA", "kid": f"{A}#7"}, BODY, key))
+    assert len(keyset._protected) == 1
+
+
 @pytest.mark.parametrize("header", [None, b"", ""])
 def test_missing_header(keydir: tuple[Path, Path], header: bytes | str | None) -> None:
     assert "missing zhida-signature" in refused(KeySet(keydir[0]), BODY, header)
