@@ -351,7 +351,8 @@ def static_file(name: str) -> str:
 
 
 def register(engine: Engine) -> None:
-    """Add the board's routes to the worker's web server (engine/web.py calls this)."""
+    """Add the board's routes to the worker's web server (engine/web.py calls this, and
+    answers whatever a handler here raises with a logged 500 JSON: ``web.json_errors``)."""
     app = engine.app
 
     @app.page("/board")
@@ -362,7 +363,7 @@ def register(engine: Engine) -> None:
     async def board_static(self: View, request: Request, name: str) -> Response:
         content_type = STATIC_FILES.get(name)
         if content_type is None:
-            return self.json({"error": "not found", "name": name}, status=404)
+            return self.json({"error": "not found", "name": web.echo(name)}, status=404)
         return self.text(static_file(name), content_type=content_type)
 
     @app.page("/board/data")
@@ -375,6 +376,6 @@ def register(engine: Engine) -> None:
         try:
             body = district_data(engine, code)
         except KeyError:
-            return self.json({"error": "not a district", "unit": code}, status=404)
+            return self.json({"error": "not a district", "unit": web.echo(code)}, status=404)
         return self.bytes(orjson.dumps(body), content_type="application/json",
                           headers=dict(NO_CACHE))

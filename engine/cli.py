@@ -255,15 +255,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _case(args: argparse.Namespace) -> int:
     import os
 
-    import orjson
-
     from engine import ops
 
     settings = _settings(connect_timeout=args.connect_timeout)
     url = args.url or os.environ.get(ops.URL_ENV) or ops.DEFAULT_URL
     data = ops.fetch_case(url, args.case_id, settings.connect_timeout)
     if args.json:
-        print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        print(ops.case_json(data))
         return 0
     names = _unit_names(settings)
     for line in ops.case_lines(data, names):
@@ -322,16 +320,8 @@ def _deadletters(args: argparse.Namespace) -> int:
     done = _run(ops.resubmit(settings.bootstrap, chosen, settings.prefix,
                              settings.connect_timeout, fixed=fixed, dry_run=args.dry_run,
                              auth=_auth(settings)))
-    verb = "would resubmit" if args.dry_run else "resubmitted"
-    what = "a corrected body for " if fixed is not None else ""
-    many = len(chosen) != 1
-    print(f"{verb} {what}{len(done.sent)} of {len(chosen)} dead letter{'s' if many else ''} "
-          f"to {'their source topics' if many else 'its source topic'}"
-          + (f"; skipped {len(done.skipped)}" if done.skipped else ""))
-    for x in done.sent:
-        print(f"  {x.ref:<8} → {x.body.get('source_topic')} key={x.body.get('key')}")
-    for x, why in done.skipped:
-        print(f"  {x.ref:<8} skipped: {why}")
+    for line in ops.resubmit_lines(done, chosen, args.dry_run, fixed is not None):
+        print(line)
     return 0 if done.sent or not chosen else 1
 
 

@@ -5,6 +5,11 @@ and the brokers (the contract's topics and the engine's consumer group), so an o
 no other client on the box. Every failure an operator can cause (a wrong address, a topic that
 does not exist, a dead letter that is not there) raises ``OpsError``: one line and an exit code,
 never a traceback. ``engine/cli.py`` wires the subcommands; this module does the work.
+
+What they print comes from other systems' messages, so every ``*_lines``/``render``/``*_json``
+function here is pure and returns inert text (engine/inert.py: control, bidi and separator
+characters escaped, raw values cut at ``inert.LIMIT``); ``tail`` masks personal data as the
+worker's ``GET /cases/{id}`` does (engine/pii.py), the worker masks what ``case`` shows.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +35,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.cluster import ClusterMetadata
 
+from engine.inert import LIMIT, visible, visible_json
 from engine.offsets import fetched_ends
+from engine.pii import mask_record, mask_text
 from topics import CITY_DISPATCH, DISPATCH_SUFFIX, SPECS, TopicNames
 
 DEFAULT_URL = "http://127.0.0.1:6066"
@@ -46,7 +54,7 @@ class OpsError(Exception):
     """A failure to report as one line; ``code`` is the process's exit code."""
 
     def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(" ".join(message.split()))
+        super().__init__(visible(" ".join(message.split())))
         self.code = code
 
 
@@ -227,17 +235,21 @@ class TailOptions:
 
 def render(topic: str, partition: int, offset: int, key: str | None, value: Any,
            headers: dict[str, str], timestamp: int | None, opts: TailOptions) -> str:
+    """One record for the terminal: its body masked (``pii.mask_record``: citizen contact on
+    dispatch orders and complaints, numbers in free text, a dead letter's original), as
+    JSON whose every character is inert (``visible_json``: still valid JSON for ``jq``)."""
+    value = mask_record(value)
     if opts.meta:
         shown: Any = {"topic": topic, "partition": partition, "offset": offset, "key": key,
                       "timestamp": timestamp, "headers": headers, "value": value}
     else:
         shown = value
     if not opts.pretty:
-        return orjson.dumps(shown).decode()
-    head = f"# {topic}[{partition}]@{offset} key={key}"
+        return visible_json(orjson.dumps(shown).decode())
+    head = f"# {visible(topic, LIMIT)}[{partition}]@{offset} key={visible(key, LIMIT)}"
     if headers.get("ce_type"):
-        head += f" {headers['ce_type']}"
-    return head + "\n" + json.dumps(shown, ensure_ascii=False, indent=2)
+        head += f" {visible(headers['ce_type'], LIMIT)}"
+    return head + "\n" + visible_json(json.dumps(shown, ensure_ascii=False, indent=2))
 
 
 async def tail(bootstrap: str, topics: list[str], opts: TailOptions, timeout: float,
@@ -298,7 +310,7 @@ def fetch_case(url: str, case_id: str, timeout: float) -> dict[str, Any]:
     except urllib.error.HTTPError as e:
         if e.code == 404:
             raise OpsError(f"case {case_id} not found (GET {where} answered 404)") from None
-        raise OpsError(f"GET {where} answered {e.code} {e.reason}") from None
+        raise OpsError(f"GET {where} answered {e.code} {_reason(e)}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise OpsError(f"cannot reach the worker at {url}: {reason} (set --url or {URL_ENV})",
@@ -307,64 +319,89 @@ def fetch_case(url: str, case_id: str, timeout: float) -> dict[str, Any]:
         raise OpsError(f"GET {where} did not answer JSON: is {url} a zhida worker?") from None
 
 
+def _reason(e: urllib.error.HTTPError) -> str:
+    """The worker's JSON ``error`` (a 400's reason), else the status line's reason."""
+    with contextlib.suppress(Exception):
+        error = orjson.loads(e.read(4096))["error"]
+        if isinstance(error, str):
+            return f"{e.reason}: {error}"
+    return str(e.reason)
+
+
 _SKIP_IN_DETAILS = {"case_id", "seq", "at", "type", "state", "unit", "actor"}
+
+
+TEXT_LIMIT = 400  # characters of a free text (a summary) printed on one line
 
 
 def case_lines(data: dict[str, Any], unit_name: Callable[[str], str] | None = None
                ) -> list[str]:
     """The case for a terminal: a header of what it is and where it stands, then its
-    history one event a line (what changed, who did it, the rest as key=value)."""
+    history one event a line (what changed, who did it, the rest as key=value). Every
+    value inert and cut (``_v``): the worker's answer carries what other systems wrote."""
     def unit(code: Any) -> str:
         if not code:
             return "-"
         name = unit_name(str(code)) if unit_name else str(code)
-        return f"{code} {name}" if name and name != code else str(code)
+        return _v(f"{code} {name}" if name and name != code else code)
 
-    lines = [f"case        {data.get('case_id')}"]
-    state = str(data.get("state"))
+    lines = [f"case        {_v(data.get('case_id'))}"]
+    state = _v(data.get("state"))
     if data.get("stage"):
-        state += f" (stage {data['stage']}, due {data.get('due') or '-'})"
+        state += f" (stage {_v(data['stage'])}, due {_v(data.get('due') or '-')})"
     if data.get("outcome"):
-        state += f" outcome {data['outcome']}"
+        state += f" outcome {_v(data['outcome'])}"
     lines.append(f"state       {state}")
     lines.append(f"unit        {unit(data.get('unit'))}")
     if data.get("co_handlers"):
         lines.append(f"co-handlers {', '.join(unit(u) for u in data['co_handlers'])}")
-    lines.append(f"category    {data.get('category')} · priority {data.get('priority')} · "
-                 f"source {data.get('source')}")
+    lines.append(f"category    {_v(data.get('category'))} · priority {_v(data.get('priority'))}"
+                 f" · source {_v(data.get('source'))}")
     if data.get("summary"):
-        lines.append(f"summary     {data['summary']}")
+        lines.append(f"summary     {_v(data['summary'], TEXT_LIMIT)}")
     if data.get("location"):
-        lines.append(f"location    {orjson.dumps(data['location']).decode()}")
-    figures = [f"escalation level {data.get('escalation_level', 0)}",
-               f"returns {data.get('returns', 0)}", f"reopened {data.get('reopened', 0)}"]
+        lines.append(f"location    {_v(orjson.dumps(data['location']).decode(), TEXT_LIMIT)}")
+    figures = [f"escalation level {_v(data.get('escalation_level', 0))}",
+               f"returns {_v(data.get('returns', 0))}",
+               f"reopened {_v(data.get('reopened', 0))}"]
     if data.get("first_responsible"):
         figures.append("首接负责 (first responsible)")
     if data.get("supervisor"):
-        figures.append(f"supervised by {data['supervisor']} until {data.get('supervise_due')}")
+        figures.append(f"supervised by {_v(data['supervisor'])} "
+                       f"until {_v(data.get('supervise_due'))}")
     lines.append(f"figures     {' · '.join(figures)}")
     for c in data.get("complainants") or ():
         citizen = c.get("citizen") or {}
-        who = " ".join(str(citizen[k]) for k in ("name", "phone") if citizen.get(k))
-        lines.append(f"complainant {c.get('complaint_id')} via {c.get('channel')}"
+        who = " ".join(_v(citizen[k]) for k in ("name", "phone") if citizen.get(k))
+        lines.append(f"complainant {_v(c.get('complaint_id'))} via {_v(c.get('channel'))}"
                      + (f": {who}" if who else ""))
     history = data.get("history") or []
     lines.append(f"history     {len(history)} event{'s' if len(history) != 1 else ''}")
     rows = [("seq", "at", "type", "state", "unit", "actor", "details")]
     for e in history:
-        details = " ".join(f"{k}={_short(v)}" for k, v in e.items()
+        details = " ".join(f"{_v(k)}={_short(v)}" for k, v in e.items()
                            if k not in _SKIP_IN_DETAILS and v not in (None, "", [], 0))
-        rows.append((str(e.get("seq", "")), str(e.get("at", "")), str(e.get("type", "")),
-                     str(e.get("state", "")), str(e.get("unit", "")),
-                     str(e.get("actor") or ""), details))
+        rows.append((_v(e.get("seq", "")), _v(e.get("at", "")), _v(e.get("type", "")),
+                     _v(e.get("state", "")), _v(e.get("unit", "")),
+                     _v(e.get("actor") or ""), details))
     lines += ["  " + line for line in table(rows)]
     return lines
+
+
+def case_json(data: dict[str, Any]) -> str:
+    """``zhida case --json``: the worker's answer indented, inert and still JSON."""
+    return visible_json(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def _v(value: Any, limit: int = LIMIT) -> str:
+    """One value printed on a line: inert, and cut at ``limit`` characters."""
+    return visible(value if isinstance(value, str) else str(value), limit)
 
 
 def _short(v: Any) -> str:
     text = v if isinstance(v, str) else orjson.dumps(v).decode()
     text = " ".join(text.split())
-    return text if len(text) <= 80 else text[:77] + "..."
+    return visible(text if len(text) <= 80 else text[:77] + "...")
 
 
 def table(rows: list[tuple[str, ...]]) -> list[str]:
@@ -458,12 +495,13 @@ def letter_lines(letters: list[Letter], topic: str, latest: int) -> list[str]:
              f"{len(by_reason)} reason{'s' if len(by_reason) != 1 else ''} "
              "(P:N is the letter's partition and offset there, for --offset)"]
     for reason, group in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        lines.append(f"{reason:<20} {len(group):>6}")
+        lines.append(f"{_v(reason, 64):<20} {len(group):>6}")
         for x in group[-latest:] if latest > 0 else ():
             b = x.body
-            where = f"{b.get('source_topic')}[{b.get('partition')}]@{b.get('offset')}"
-            lines.append(f"  {x.ref:<8} {b.get('at', '')}  {where}  key={b.get('key')}  "
-                         f"{_short(b.get('detail', ''))}")
+            where = _v(f"{b.get('source_topic')}[{b.get('partition')}]@{b.get('offset')}")
+            detail = b.get("detail", "")
+            lines.append(f"  {x.ref:<8} {_v(b.get('at', ''))}  {where}  key={_v(b.get('key'))}"
+                         f"  {_short(mask_text(detail) if isinstance(detail, str) else detail)}")
     return lines
 
 
@@ -502,13 +540,32 @@ def inbound_topics(prefix: str) -> set[str]:
     return {prefix + s.suffix for s in SPECS if s.direction == "in"}
 
 
+def resubmit_lines(done: Resubmitted, chosen: list[Letter], dry_run: bool, fixed: bool
+                   ) -> list[str]:
+    """What ``deadletters --resubmit/--offset`` did, one line per letter."""
+    verb = "would resubmit" if dry_run else "resubmitted"
+    what = "a corrected body for " if fixed else ""
+    many = len(chosen) != 1
+    lines = [f"{verb} {what}{len(done.sent)} of {len(chosen)} dead letter{'s' if many else ''} "
+             f"to {'their source topics' if many else 'its source topic'}"
+             + (f"; skipped {len(done.skipped)}" if done.skipped else "")]
+    lines += [f"  {x.ref:<8} → {_v(x.body.get('source_topic'))} key={_v(x.body.get('key'))}"
+              for x in done.sent]
+    lines += [f"  {x.ref:<8} skipped: {_v(why)}" for x, why in done.skipped]
+    return lines
+
+
 async def resubmit(bootstrap: str, letters: list[Letter], prefix: str, timeout: float,
                    fixed: bytes | None = None, dry_run: bool = False, auth: Auth = None
                    ) -> Resubmitted:
     """Produce each letter's original (or ``fixed``) to its source topic with its key.
 
     Only the contract's input topics are written: a letter from elsewhere (the engine's
-    internal command stream) or one that kept no original is skipped and said so. Each
+    internal command stream), one that kept no original, or one whose original was cut
+    (``truncated``, or not matching its ``original_sha256``: only a prefix is left, and
+    sending it would be a different input; ``--fixed`` can still replace it) or whose key was
+    cut (``key_truncated``: the key would be wrong even with ``--fixed``) is skipped and said
+    so. Each
     record carries ``zhida-resubmitted-from: <topic>/<P>/<N>`` so the trail stays
     readable; a resubmitted input the engine already took is dropped as a duplicate.
     """
@@ -520,6 +577,12 @@ async def resubmit(bootstrap: str, letters: list[Letter], prefix: str, timeout: 
         value = fixed if fixed is not None else x.original()
         if source not in allowed:
             result.skipped.append((x, f"source topic {source or '?'} is not an input topic"))
+        elif x.body.get("key_truncated"):
+            result.skipped.append((x, "the letter's key was cut: have the sender send it again"))
+        elif fixed is None and _cut(x.body, value):
+            result.skipped.append((x, f"the letter keeps only a prefix of the original's "
+                                      f"{x.body.get('original_bytes')} bytes: use --fixed "
+                                      "or have the sender send it again"))
         elif value is None:
             result.skipped.append((x, "the letter kept no original value"))
         else:
@@ -545,6 +608,15 @@ async def resubmit(bootstrap: str, letters: list[Letter], prefix: str, timeout: 
         finally:
             await producer.stop()
     return result
+
+
+def _cut(body: dict[str, Any], value: bytes | None) -> bool:
+    """The letter's original is not the whole input (engine/deadletter.py bounds letters)."""
+    if body.get("truncated"):
+        return True
+    digest = body.get("original_sha256")
+    return value is not None and isinstance(digest, str) and \
+        hashlib.sha256(value).hexdigest() != digest
 
 
 def read_fixed(path: str) -> bytes:
@@ -644,13 +716,14 @@ async def _describe_group(admin: Any, group: str, timeout: float) -> str:
 
 def lag_lines(rows: list[LagRow], group: str, bootstrap: str, about: str) -> list[str]:
     if not rows:
-        return [f"consumer group {group} on {bootstrap} has committed no offsets ({about}): "
-                "has a worker with this app id (ZHIDA_APP_ID) consumed yet?"]
+        return [f"consumer group {_v(group)} on {_v(bootstrap)} has committed no offsets "
+                f"({_v(about)}): has a worker with this app id (ZHIDA_APP_ID) consumed yet?"]
     table_rows = [("topic", "partition", "committed", "end", "lag")]
-    table_rows += [(r.topic, str(r.partition), "-" if r.committed is None else str(r.committed),
-                    str(r.end), str(r.lag)) for r in rows]
+    table_rows += [(_v(r.topic), str(r.partition),
+                    "-" if r.committed is None else str(r.committed), str(r.end), str(r.lag))
+                   for r in rows]
     total = sum(r.lag for r in rows)
-    return [f"consumer group {group} on {bootstrap} ({about})", *table(table_rows),
+    return [f"consumer group {_v(group)} on {_v(bootstrap)} ({_v(about)})", *table(table_rows),
             f"total lag {total} over {len(rows)} partitions"]
 
 

@@ -4,27 +4,42 @@ faust serves pages of its own (``/``, ``/router/``, ``/table/...``, and with ``d
 ``/graph`` and statistics): ``/table/cases/<id>/`` dumped a whole case, personal data
 included, into a 500's log. ``register`` drops every built-in blueprint before the web server
 applies them; ``@app.table_route`` routes with ``app.router``, not with the ``/router`` pages.
+
+Errors: every error answer is JSON, ``{"error": reason}``. A bad request is a 4xx with its
+reason; whatever a handler raises is logged with its traceback and answered
+``500 {"error": "internal error"}`` by one aiohttp middleware (``json_errors``), which also
+turns aiohttp's own 404 and 405 into JSON: no route can answer an HTML error page or fail
+without a trace. (A request line over 8 KB never reaches it: aiohttp's parser answers 400.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import faust
+import orjson
+from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from engine import board
+from engine import board, logs
 from engine.app import Engine
 from engine.core import directive, figures
 from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.health import Health
-from engine.logs import mask_name, mask_phone
+from engine.pii import mask_record
 from engine.store import figures_now_key
 
 FAUST_PAGES = "faust.web.apps"
+MAX_DAYS = 400  # longest from/to period: a year and a month, compared with the year before
+ID_MAX = 200  # the contract's longest id (schemas/common.py ``Id``)
+ECHO_MAX = 100  # characters of a request's value repeated in an error
+log = logs.get("zhida.web")
 
 
 def case_view(state: CaseState, file: CaseFile | None, history: list[CaseEvent]
@@ -32,46 +47,106 @@ def case_view(state: CaseState, file: CaseFile | None, history: list[CaseEvent]
     """The case for people: its state, what it is about and its history, personal data masked.
 
     The history comes from its own records (engine/store.py), not from the state.
+    Masked as a whole by ``pii.mask_record`` (docs/operations.md, "Personal data"): every
+    complainant's ``citizen`` (name to its first character, phone to its masked number, any
+    other field ``***``), numbers in every free text (summary, location address, a pause's
+    reason, history notes and reasons, what a system added), engine fields as they are.
     """
     data = state.model_dump(mode="json", exclude={"applied", "through"})
     if file is not None:
         data.update(file.model_dump(mode="json", exclude={"case_id", "source", "category"}))
-    for c in data.get("complainants", []):
-        citizen = c.get("citizen") or {}
-        if citizen.get("name"):
-            citizen["name"] = mask_name(citizen["name"])
-        if citizen.get("phone"):
-            citizen["phone"] = mask_phone(citizen["phone"])
-    data["summary"] = mask_phone(data.get("summary", ""))
+    data.setdefault("summary", "")
     data["history"] = [e.model_dump(mode="json", exclude={"opened"}, exclude_none=True)
                        for e in history]
-    for e in data["history"]:
-        for k in ("note", "reason"):
-            if e.get(k):
-                e[k] = mask_phone(e[k])
     data["deadlines"] = [
         {"stage": e["stage"], "due": e["due"], "set_at": e["at"], "by": e["type"]}
         for e in data["history"] if e.get("due") and e.get("stage")
     ]
-    return data
+    masked: dict[str, Any] = mask_record(data)
+    return masked
 
 
 def period(start: str | None, end: str | None, tz_name: str, now: datetime
            ) -> tuple[date, date]:
-    """``from``/``to`` (RFC 3339 instants or dates) as local days; default today."""
+    """``from``/``to`` (RFC 3339 instants or dates) as local days; default today.
+
+    ValueError, with the reason for a 400, for a value that is not a time, one whose local
+    day is outside years 1–9999 (``0001-01-01T00:00:00+14:00``: ``astimezone`` overflows),
+    ``from`` after ``to``, or more than ``MAX_DAYS`` days: the figures are read per day.
+    """
     tz = ZoneInfo(tz_name)
     today = now.astimezone(tz).date()
 
-    def day(v: str | None) -> date:
+    def day(name: str, v: str | None) -> date:
         if not v:
             return today
+        shown = v if len(v) <= ECHO_MAX else v[:ECHO_MAX] + "…"
         try:
             t = datetime.fromisoformat(v.replace(" ", "+"))  # a '+' in a query is a space
+            return t.astimezone(tz).date() if t.tzinfo else t.date()
         except ValueError:
-            raise ValueError(f"not an RFC 3339 time or a date: {v!r}") from None
-        return t.astimezone(tz).date() if t.tzinfo else t.date()
+            raise ValueError(f"{name}: not an RFC 3339 time or a date: {shown!r}") from None
+        except OverflowError:
+            raise ValueError(f"{name}: {shown!r} is out of range in {tz_name}") from None
 
-    return day(start), day(end)
+    first, last = day("from", start), day("to", end)
+    if first > last:
+        raise ValueError(f"from {first.isoformat()} is after to {last.isoformat()}")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise ValueError(f"from {first.isoformat()} to {last.isoformat()} is "
+                         f"{(last - first).days + 1} days: at most {MAX_DAYS}")
+    return first, last
+
+
+def echo(value: str) -> str:
+    """A request's value repeated in an error answer, cut: never the whole 100 KB."""
+    return value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + "…"
+
+
+def json_error(status: int, reason: str, **fields: Any) -> aioweb.Response:
+    return aioweb.Response(body=orjson.dumps({"error": reason, **fields}), status=status,
+                           content_type="application/json")
+
+
+@aioweb.middleware
+async def json_errors(request: aioweb.Request,
+                      handler: Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
+                      ) -> aioweb.StreamResponse:
+    """Every error as JSON: aiohttp's own (404 no route, 405) with their reason, anything a
+    handler raises logged with its traceback and answered 500 ``internal error``."""
+    try:
+        return await handler(request)
+    except aioweb.HTTPException as e:
+        if e.status < 400:
+            raise
+        answer = json_error(e.status, (e.reason or "error").lower())
+        if "Allow" in e.headers:  # a 405 names the methods there are
+            answer.headers["Allow"] = e.headers["Allow"]
+        return answer
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise  # the client went away: nothing to answer
+    except Exception:
+        log.exception("http_error", method=request.method, path=echo(request.path))
+        return json_error(500, "internal error")
+
+
+def checked_id(param: str) -> Callable[[Any], Any]:
+    """Refuse a path id no record can have (longer than the contract's ``Id``, or not
+    encodable text) with a 400 before ``table_route`` hashes it to a partition."""
+    def decorate(fun: Any) -> Any:
+        @functools.wraps(fun)
+        async def handler(self: View, request: Request, **kwargs: Any) -> Response:
+            value = str(request.match_info.get(param, ""))
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return self.json({"error": f"{param} is not text"}, status=400)
+            if len(value) > ID_MAX:
+                return self.json({"error": f"{param} longer than {ID_MAX} characters",
+                                  param: echo(value)}, status=400)
+            return await fun(self, request, **kwargs)
+        return handler
+    return decorate
 
 
 def _local_day(at: datetime, engine: Engine) -> date:
@@ -111,6 +186,7 @@ def _is_faust_page(blueprint: Any) -> bool:
 def register(engine: Engine, health: Health | None = None) -> None:
     app = engine.app
     drop_faust_pages(app)
+    app.web.web_app.middlewares.append(json_errors)  # every route, the board's too
 
     @app.page("/healthz")
     async def healthz(self: View, request: Request) -> Response:
@@ -135,6 +211,7 @@ def register(engine: Engine, health: Health | None = None) -> None:
         return self.json(engine.world.catalogue.as_json())
 
     @app.page("/cases/{case_id}")
+    @checked_id("case_id")
     @app.table_route(table=engine.cases, match_info="case_id")
     async def case(self: View, request: Request, case_id: str) -> Response:
         state = engine.store.state(case_id)
@@ -145,15 +222,15 @@ def register(engine: Engine, health: Health | None = None) -> None:
 
     @app.page("/units/{code}/stats")
     async def unit_stats(self: View, request: Request, code: str) -> Response:
+        if code not in engine.world.topology:
+            return self.json({"error": "unknown unit", "unit": echo(code)}, status=404)
         try:
             start, end = period(request.query.get("from"), request.query.get("to"),
                                 engine.world.policy.calendar.timezone, engine.clock())
-            body = figures.stats(code, start, end, *figures_of(engine, start, end),
-                                 engine.world.topology)
-        except KeyError:
-            return self.json({"error": "unknown unit", "unit": code}, status=404)
         except ValueError as e:
             return self.json({"error": str(e)}, status=400)
+        body = figures.stats(code, start, end, *figures_of(engine, start, end),
+                             engine.world.topology)
         body["directives"] = directive.issuer_figures([
             d for p in engine.partitions for d in engine.store.directives(p)
             if d.issuer == code and start <= _local_day(d.issued_at, engine) <= end])
@@ -161,6 +238,7 @@ def register(engine: Engine, health: Health | None = None) -> None:
         return self.json(body)
 
     @app.page("/directives/{directive_id}")
+    @checked_id("directive_id")
     @app.table_route(table=engine.cases, match_info="directive_id")
     async def directive_status(self: View, request: Request, directive_id: str) -> Response:
         d = engine.store.directive(directive_id)

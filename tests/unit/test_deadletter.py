@@ -330,3 +330,31 @@ async def test_the_writer_reports_a_refused_letter_and_goes_on_once_it_is_taken(
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     d = tmp_path_factory.mktemp("engine")
     yield Engine(Settings(store="memory://", data_dir=d), World.load())
+
+
+async def test_resubmit_never_sends_a_cut_original_as_the_input() -> None:
+    """``zhida deadletters --resubmit`` skips a letter holding only a prefix of its input, or
+    a cut key; ``--fixed`` replaces a cut original but not a cut key."""
+    import hashlib
+
+    from engine.ops import Letter, resubmit
+
+    whole = b'{"complaint_id": "c-1"}'
+
+    def letter(offset: int, **body: object) -> Letter:
+        return Letter("zhida.deadletter", 0, offset, "c-1",
+                      {"source_topic": "zhida.intake.complaints", "key": "c-1", **body})
+    ok = letter(1, original=whole.decode(), original_sha256=hashlib.sha256(whole).hexdigest())
+    cut = letter(2, original=whole[:9].decode(), truncated=True, original_bytes=len(whole),
+                 original_sha256=hashlib.sha256(whole).hexdigest())
+    unmarked = letter(3, original=whole[:9].decode(),
+                      original_sha256=hashlib.sha256(whole).hexdigest())
+    bad_key = letter(4, original=whole.decode(), key_truncated=True)
+    done = await resubmit("127.0.0.1:1", [ok, cut, unmarked, bad_key], "zhida.", 1.0,
+                          dry_run=True)
+    assert [x.offset for x in done.sent] == [1]
+    assert [x.offset for x, _ in done.skipped] == [2, 3, 4]
+    assert "prefix" in done.skipped[0][1] and "key was cut" in done.skipped[2][1]
+    fixed = await resubmit("127.0.0.1:1", [cut, bad_key], "zhida.", 1.0, fixed=whole,
+                           dry_run=True)
+    assert [x.offset for x in fixed.sent] == [2]
