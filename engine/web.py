@@ -21,6 +21,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import faust
 import orjson
 from aiohttp import web as aioweb
@@ -125,6 +126,10 @@ async def json_errors(request: aioweb.Request,
         return answer
     except (asyncio.CancelledError, ConnectionResetError):
         raise  # the client went away: nothing to answer
+    except aiohttp.ClientError as e:  # a routed request (table_route): the owner is away
+        log.warning("http_route_failed", method=request.method, path=echo(request.path),
+                    error=type(e).__name__)
+        return json_error(503, "the worker holding this record did not answer; try again")
     except Exception:
         log.exception("http_error", method=request.method, path=echo(request.path))
         return json_error(500, "internal error")

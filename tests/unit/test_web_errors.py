@@ -85,6 +85,16 @@ async def test_a_handlers_exception_is_logged_and_answered_500_json() -> None:
     assert entry["exc_info"] is True and entry["path"] == "/units/500103/stats"
 
 
+async def test_an_owner_that_does_not_answer_a_routed_request_is_503() -> None:
+    import aiohttp
+
+    async def routed(request: aioweb.Request) -> aioweb.StreamResponse:
+        raise aiohttp.ClientConnectorError(None, OSError(111, "refused"))  # type: ignore[arg-type]
+
+    status, body, _ = await _answer(routed, "/cases/ZD0123")
+    assert status == 503 and "did not answer" in body["error"]
+
+
 async def test_aiohttps_own_errors_are_json() -> None:
     async def missing(request: aioweb.Request) -> aioweb.StreamResponse:
         raise aioweb.HTTPNotFound()
