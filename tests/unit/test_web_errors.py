@@ -95,6 +95,21 @@ async def test_an_owner_that_does_not_answer_a_routed_request_is_503() -> None:
     assert status == 503 and "did not answer" in body["error"]
 
 
+async def test_every_answer_carries_the_security_headers() -> None:
+    async def fine(request: aioweb.Request) -> aioweb.StreamResponse:
+        return aioweb.Response(text="<html></html>", content_type="text/html")
+
+    async def broken(request: aioweb.Request) -> aioweb.StreamResponse:
+        raise RuntimeError("boom")
+
+    for handler in (fine, broken):
+        response = await web.json_errors(make_mocked_request("GET", "/board"), handler)
+        assert "script-src" not in response.headers["Content-Security-Policy"]  # 'self' only
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+
+
 async def test_aiohttps_own_errors_are_json() -> None:
     async def missing(request: aioweb.Request) -> aioweb.StreamResponse:
         raise aioweb.HTTPNotFound()
