@@ -88,9 +88,12 @@ class ContiguityGuard:
                             partition=tp.partition, expected=seek.expected, offset=offset)
                 del self._seeking[tp]
             elif time.monotonic() - seek.since > SEEK_PATIENCE_S:
+                # never a skip: restart the partition's consumption from the missing offset
                 log.error("offset_hole_unrecovered", consumer=self.name, topic=tp.topic,
                           partition=tp.partition, expected=seek.expected, offset=offset)
-                del self._seeking[tp]
+                seek.since = time.monotonic()
+                await self.app.consumer.seek(tp, seek.expected)
+                return False
             else:
                 return False
         elif expected is not None and offset > expected:

@@ -21,6 +21,7 @@ task's store): the partition's store is moved aside, never deleted, and rebuilt.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import Counter
@@ -50,6 +51,40 @@ def bulk_min() -> int:
 
 
 class Recovery(_Recovery):
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        """faust 0.15.3's (tables/recovery.py ``on_recovery_completed``), except that the
+        streams' queues are cleared (``flow_control.resume`` clears them) before the stream
+        partitions are resumed and sought to their committed offsets, never after: a record
+        handed on after the seek and then cleared from its queue would be passed over."""
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [asyncio.ensure_future(table.on_recovery_completed(
+            self.actives_for_table[table], self.standbys_for_table[table]))
+            for table in self.tables.values()]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning(f"Recovery rebalancing again app id "
+                             f"{self.app.consumer_generation_id} param {generation_id}")
+            return
+        self.app.flow_control.resume()  # clears every stream queue: before the seek
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets.")
+            await self._wait(consumer.perform_seek(),
+                             timeout=self.app.conf.broker_request_timeout)
+        self.completed.set()
+        consumer.resume_flow()
+        await self.app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
     async def _build_offsets(self, consumer: Any, tps: set[TP], destination: Counter[TP],
                              title: str) -> None:
         await super()._build_offsets(consumer, tps, destination, title)

@@ -1082,6 +1082,8 @@ class CrashConfig:
     seed: int | None = None
     progress_every: float = 5.0
     worker_env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1  # workers of one group; with several, they are killed in turn
+    down: float = 5.0  # with several workers: seconds a killed one stays down
 
 
 @dataclass
@@ -1089,6 +1091,7 @@ class Kill:
     at: float  # seconds since the load started
     uptime: float  # seconds the worker had been ready
     restart_to_ready: float  # from the new process's spawn to /readyz 200
+    worker: int = 0
 
 
 @dataclass
@@ -1104,6 +1107,7 @@ class CrashResult:
     load_counts: dict[str, int]
     reader_errors: list[str]
     workdir: str
+    not_ready_at_end: list[str] = field(default_factory=list)  # "w1: 503 consumer stalled…"
 
     def summary(self) -> str:
         c = self.config
@@ -1112,16 +1116,21 @@ class CrashResult:
             f"crash run: rate {c.rate:g}/s, {len(self.kills)} SIGKILLs, "
             f"load {self.load_seconds:.1f} s, total {self.total_seconds:.1f} s "
             f"(workdir {self.workdir})",
-            f"fresh start to ready: {self.first_ready:.1f} s",
+            f"fresh start to ready: {self.first_ready:.1f} s"
+            + (f" ({c.workers} workers, each down {c.down:g} s after its kill)"
+               if c.workers > 1 else ""),
         ]
         for i, k in enumerate(self.kills, 1):
-            lines.append(f"kill {i} at {k.at:6.1f} s (up {k.uptime:5.1f} s): "
+            who = f"w{k.worker} " if c.workers > 1 else ""
+            lines.append(f"kill {i} {who}at {k.at:6.1f} s (up {k.uptime:5.1f} s): "
                          f"restart to ready {k.restart_to_ready:5.1f} s")
         if rs:
             lines.append(f"restart to ready: min {min(rs):.1f} s, max {max(rs):.1f} s, "
                          f"mean {sum(rs) / len(rs):.1f} s")
         lines.append(f"drain: {'complete' if self.drain_complete else 'NOT complete'} after "
                      f"{self.drain_seconds:.1f} s")
+        if self.not_ready_at_end:
+            lines.append(f"not ready at the end: {'; '.join(self.not_ready_at_end)}")
         if self.reader_errors:
             lines.append(f"reader errors: {len(self.reader_errors)}: {self.reader_errors[:3]}")
         lines.append(self.report.summary())
@@ -1134,6 +1143,7 @@ class CrashResult:
                 "drain_seconds": self.drain_seconds, "drain_complete": self.drain_complete,
                 "total_seconds": self.total_seconds, "load_counts": self.load_counts,
                 "reader_errors": self.reader_errors[:20],
+                "not_ready_at_end": self.not_ready_at_end,
                 "report": self.report.to_json()}  # not the work dir: a path on one machine
 
 
@@ -1144,29 +1154,63 @@ class CrashRun:
         self.workdir = Path(workdir)
         self.cfg = config
         self._progress = progress or (lambda _msg: None)
-        self.worker = Worker(bootstrap, free_port(), self.workdir / "data",
-                             self.workdir / "worker.log", env=dict(config.worker_env))
+        if config.workers == 1:  # the single worker's paths, as they always were
+            self.workers = [Worker(bootstrap, free_port(), self.workdir / "data",
+                                   self.workdir / "worker.log", env=dict(config.worker_env))]
+        else:
+            self.workers = [Worker(bootstrap, free_port(), self.workdir / f"w{i}" / "data",
+                                   self.workdir / f"w{i}.log", env=dict(config.worker_env))
+                            for i in range(config.workers)]
         self.kills: list[Kill] = []
         self._t0 = 0.0
         self._load_t0 = 0.0
-        self._ready_at = 0.0
+        self._ready_at = [0.0] * config.workers
+        self._restarts: dict[int, asyncio.Task[None]] = {}  # several workers: ones down
         self._phase = "starting"
+
+    @property
+    def worker(self) -> Worker:
+        return self.workers[0]
 
     def log(self, msg: str) -> None:
         self._progress(f"[crash {time.monotonic() - self._t0:7.1f}s] {msg}")
 
-    def _kill_and_restart(self) -> Kill:
-        proc = self.worker.proc
+    def _kill(self, i: int) -> tuple[float, float]:
+        """SIGKILL worker ``i``'s process group: (seconds into the load, its uptime)."""
+        w = self.workers[i]
+        proc = w.proc
         assert proc is not None
         at = time.monotonic() - self._load_t0
-        uptime = time.monotonic() - self._ready_at
+        uptime = time.monotonic() - self._ready_at[i]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        self.worker.proc = None
+        w.proc = None
+        return at, uptime
+
+    def _start(self, i: int) -> float:
+        """Start worker ``i`` and wait for /readyz: seconds from spawn to ready."""
         t = time.monotonic()
-        self.worker.start(self.cfg.ready_timeout)
-        self._ready_at = time.monotonic()
-        return Kill(at, uptime, self._ready_at - t)
+        self.workers[i].start(self.cfg.ready_timeout)
+        self._ready_at[i] = time.monotonic()
+        return self._ready_at[i] - t
+
+    def _kill_and_restart(self) -> Kill:
+        at, uptime = self._kill(0)
+        return Kill(at, uptime, self._start(0))
+
+    async def _kill_then_restart_later(self, i: int) -> None:
+        """Several workers: kill one now, restart it ``down`` s later while the others
+        keep their partitions (the case a single worker cannot show)."""
+        at, uptime = await asyncio.to_thread(self._kill, i)
+        self.log(f"SIGKILL w{i}; restart in {self.cfg.down:g} s")
+
+        async def restart() -> None:
+            await asyncio.sleep(self.cfg.down)  # the schedule: a worker down for a while
+            took = await asyncio.to_thread(self._start, i)
+            self.kills.append(Kill(at, uptime, took, i))
+            self.log(f"w{i} ready again after {took:.1f} s")
+
+        self._restarts[i] = asyncio.create_task(restart())
 
     async def _report_progress(self, load: Load, reader: Reader) -> None:
         """A progress line every ``progress_every`` s until the load stops (a period, not a
@@ -1190,10 +1234,11 @@ class CrashRun:
         load_task: asyncio.Task[None] | None = None
         progress_task: asyncio.Task[None] | None = None
         try:
-            await asyncio.to_thread(self.worker.start, cfg.ready_timeout)
-            self._ready_at = time.monotonic()
-            first_ready = self._ready_at - self._t0
-            self.log(f"worker ready in {first_ready:.1f} s (http {self.worker.http_port})")
+            await asyncio.gather(*(asyncio.to_thread(self._start, i)
+                                   for i in range(len(self.workers))))
+            first_ready = max(self._ready_at) - self._t0
+            self.log(f"{len(self.workers)} worker(s) ready in {first_ready:.1f} s (http "
+                     f"{', '.join(str(w.http_port) for w in self.workers)})")
             reader = await asyncio.to_thread(Reader(self.bootstrap).start)
             load = Load(self.bootstrap, reader, cfg.rate, forge_every=cfg.forge_every,
                         directive_every=cfg.directive_every, report_every=cfg.report_every,
@@ -1206,9 +1251,12 @@ class CrashRun:
             rng = random.Random(cfg.seed)
             next_kill = self._load_t0 + cfg.kill_every + rng.uniform(0, cfg.jitter)
 
+            several = len(self.workers) > 1
+            killed = 0  # kills made (with several workers, restarts may still be pending)
+
             def more_kills() -> bool:
                 if cfg.kills is not None:
-                    return len(self.kills) < cfg.kills
+                    return killed < cfg.kills
                 return next_kill < end
 
             while True:
@@ -1216,19 +1264,43 @@ class CrashRun:
                     load_task.result()  # raises the load's error
                     raise RuntimeError("load stopped by itself")
                 now = time.monotonic()
+                victim = killed % len(self.workers)
+                if more_kills() and now >= next_kill and several:
+                    pending = self._restarts.get(victim)
+                    if pending is not None and not pending.done():  # still down: wait for it
+                        await asyncio.wait({pending, load_task},
+                                           return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    if now < self._ready_at[victim] + cfg.min_uptime:
+                        next_kill = self._ready_at[victim] + cfg.min_uptime
+                        continue
+                    await self._kill_then_restart_later(victim)
+                    killed += 1
+                    next_kill += cfg.kill_every + rng.uniform(0, cfg.jitter)
+                    continue
                 if more_kills() and now >= next_kill:
                     self._phase = "restarting"
                     pid = self.worker.proc.pid if self.worker.proc else None
                     self.log(f"SIGKILL worker process group {pid}")
                     k = await asyncio.to_thread(self._kill_and_restart)
                     self.kills.append(k)
+                    killed += 1
                     self._phase = "load"
                     self.log(f"kill {len(self.kills)}: ready again after "
                              f"{k.restart_to_ready:.1f} s")
-                    next_kill = (max(next_kill + cfg.kill_every, self._ready_at + cfg.min_uptime)
+                    next_kill = (max(next_kill + cfg.kill_every,
+                                     self._ready_at[0] + cfg.min_uptime)
                                  + rng.uniform(0, cfg.jitter))
                     continue
-                stop_at = max(end, self._ready_at + cfg.tail) if self.kills else end
+                pending_restarts = [t for t in self._restarts.values() if not t.done()]
+                if not more_kills() and pending_restarts:
+                    await asyncio.wait({*pending_restarts, load_task},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                for t in self._restarts.values():
+                    if t.done():
+                        t.result()  # a restart that failed fails the run
+                stop_at = max(end, max(self._ready_at) + cfg.tail) if killed else end
                 if not more_kills() and now >= stop_at:
                     break
                 wake = min(next_kill, stop_at) if more_kills() else stop_at
@@ -1260,12 +1332,13 @@ class CrashRun:
             drain_seconds = time.monotonic() - drain_t0
             self.log(f"drain {'complete' if report.complete else 'timed out'} after "
                      f"{drain_seconds:.1f} s")
+            not_ready = await asyncio.to_thread(self._not_ready)
             return CrashResult(
                 config=cfg, report=report, kills=list(self.kills), first_ready=first_ready,
                 load_seconds=load_seconds, drain_seconds=drain_seconds,
                 drain_complete=report.complete, total_seconds=time.monotonic() - self._t0,
                 load_counts=load.counts(), reader_errors=list(reader.errors),
-                workdir=str(self.workdir))
+                workdir=str(self.workdir), not_ready_at_end=not_ready)
         finally:
             if progress_task is not None:
                 progress_task.cancel()
@@ -1276,15 +1349,31 @@ class CrashRun:
                     await asyncio.wait_for(load_task, 10)
             if reader is not None:
                 await asyncio.to_thread(reader.stop)
-            await asyncio.to_thread(self._stop_worker)
+            for t in self._restarts.values():
+                t.cancel()
+            await asyncio.gather(*self._restarts.values(), return_exceptions=True)
+            await asyncio.to_thread(self._stop_workers)
 
-    def _stop_worker(self) -> None:
-        proc = self.worker.proc
-        self.worker.stop()
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    def _not_ready(self) -> list[str]:
+        """Workers whose /readyz is not 200 after the drain (a stalled partition says so)."""
+        out = []
+        for i, w in enumerate(self.workers):
+            try:
+                status, body = w.get("/readyz")
+            except OSError as e:
+                status, body = 0, repr(e).encode()
+            if status != 200:
+                out.append(f"w{i}: {status} {body[:200].decode('utf-8', 'replace')}")
+        return out
+
+    def _stop_workers(self) -> None:
+        for w in self.workers:
+            proc = w.proc
+            w.stop()
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
 
 
 # ---------------------------------------------------------------------------- soak entry point
@@ -1318,6 +1407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--drain-stall", type=float, default=15.0,
                    help="the drain ends this long after the last new output")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1,
+                   help="workers of one group, killed in turn (default 1)")
+    p.add_argument("--down", type=float, default=5.0,
+                   help="with several workers: seconds a killed worker stays down")
     p.add_argument("--workdir", type=Path, default=None,
                    help="worker data dir and logs (default var/crashload/<time>)")
     p.add_argument("--json", type=Path, default=None, help="write a JSON summary here")
@@ -1331,7 +1424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       drain_stall=args.drain_stall, forge_every=args.forge_every,
                       directive_every=args.directive_every,
                       report_every=args.report_every, silent_every=args.silent_every,
-                      seed=args.seed)
+                      seed=args.seed, workers=args.workers, down=args.down)
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
