@@ -6,6 +6,7 @@ no state of their own.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +62,17 @@ def _credentials(settings: Settings) -> faust.SASLCredentials | None:
                                  mechanism=settings.sasl_mechanism, ssl_context=ssl_context)
 
 
+def advertised_host(settings: Settings) -> str:
+    """The host in this worker's ``canonical_url``, which the group's assignor hands to every
+    member: the others route ``/cases/{id}`` and ask for this worker's share of the city's
+    figures there. A wildcard bind address is no address to call, so then the host name."""
+    if settings.advertised_host:
+        return settings.advertised_host
+    if settings.http_host in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return settings.http_host
+
+
 class Engine:
     def __init__(self, settings: Settings, world: World, clock: Clock = system_clock,
                  metrics: Metrics | None = None) -> None:
@@ -96,8 +108,9 @@ class Engine:
             web_enabled=True,
             web_port=settings.http_port,
             web_bind=settings.http_host,
-            web_host=settings.http_host,
+            web_host=advertised_host(settings),  # canonical_url: what the other workers call
             producer_linger=settings.producer_linger,
+            producer_acks=-1,  # acks=all: every in-sync replica (min.insync.replicas, admin.py)
             # bulk-loads a changelog partition the local store is far behind (engine/recovery.py)
             TableManager="engine.recovery:TableManager",
             broker_credentials=_credentials(settings),

@@ -10,21 +10,25 @@ clicked.
 Where each figure comes from, and why:
 
 - **Figures** are the supervision counters of engine/core/figures.py for *today* (the city's
-  time zone), summed over the partitions this worker holds (``web.figures_of``) and rolled up
-  in one pass from the city (``figures.rollup``): each district's row is exactly what
-  ``GET /units/{code}/stats`` answers for it, without 38 separate roll-ups.
+  time zone), summed over every partition of the city, this worker's and the other workers'
+  (engine/citywide.py), and rolled up in one pass from the city (``figures.rollup``): each
+  district's row is exactly what ``GET /units/{code}/stats`` answers for it, without 38
+  separate roll-ups.
 - **Red** is ``overdue`` (open now and past its stage's due), as the endpoint counts it.
 - **Yellow** is ``yellow`` (open now, its stage's reminder 催办 sent, not yet past due), a
   "now" counter the writer keeps beside backlog and overdue.
-- **Latest escalations** come from a small in-memory ring filled by the case writer
-  (``note_escalation``), so the list starts empty when the worker starts and covers only the
-  escalations this worker has processed since.
+- **Latest escalations** come from a small in-memory ring filled by each worker's case writer
+  (``note_escalation``), so a worker's list starts empty when it starts and covers only the
+  escalations it has processed since; the board merges every worker's ring by time.
 - **Latest directives** are read from the directive records (``d:``) of the held partitions,
   newest ``issued_at`` first: a directive is one small record however many targets it has, so
   the read is over the number of directives, and it survives a restart. The read is cached
-  for ``DIRECTIVE_TTL`` seconds so several open boards cost one read.
+  for ``DIRECTIVE_TTL`` seconds so several open boards cost one read; the board merges every
+  worker's newest by time.
 
-A worker sees only its own partitions: the page and ``/board/data`` say which ones.
+Every worker shows the same city; the page and ``/board/data`` say how much of it was counted
+(``coverage``: partitions counted of all, e.g. while a dead worker's partitions wait for the
+group to rebalance).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from faust.web import Request, Response, View
 
 # engine.web imports this module to register the board; its functions are looked up when a
 # request comes, so importing the module object here (not names from it) is safe either way
-from engine import web
+from engine import citywide, web
 from engine.app import Engine
 from engine.core import figures
 from engine.core.directive import DirectiveEvent, DirectiveState
@@ -121,35 +125,57 @@ def note_escalation(engine: Engine, event: CaseEvent | DirectiveEvent) -> None:
     })
 
 
+def held_escalations(engine: Engine, partitions: list[int]) -> list[dict[str, Any]]:
+    """This worker's ring, newest first, only of ``partitions`` (a rebalance may move some
+    away), each with its ``partition``: a worker's share for the board (engine/citywide.py)."""
+    keep = set(partitions)
+    return [dict(e) for e in reversed(_board(engine).escalations) if e["partition"] in keep]
+
+
+def named_escalation(e: Mapping[str, Any], topo: Topology) -> dict[str, Any]:
+    """An escalation as the board lists it: with the units' names and district."""
+    late, sup = e["late_unit"], e["supervisor"]
+    return {**{k: v for k, v in e.items() if k != "partition"},
+            "late_name": topo.name(late) if late else None,
+            "supervisor_name": topo.name(sup) if sup else None,
+            "district": topo.district_of(late) if late in topo else None}
+
+
 def latest_escalations(engine: Engine) -> list[dict[str, Any]]:
     """Newest first, only those of partitions still held (a rebalance may move some away)."""
     topo = engine.world.topology
-    held = set(engine.partitions)
-    out = []
-    for e in reversed(_board(engine).escalations):
-        if e["partition"] not in held:
-            continue
-        late, sup = e["late_unit"], e["supervisor"]
-        out.append({**{k: v for k, v in e.items() if k != "partition"},
-                    "late_name": topo.name(late) if late else None,
-                    "supervisor_name": topo.name(sup) if sup else None,
-                    "district": topo.district_of(late) if late in topo else None})
-    return out
+    return [named_escalation(e, topo)
+            for e in held_escalations(engine, list(engine.partitions))]
+
+
+def _instant(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value))
+
+
+def newest_escalations(found: list[dict[str, Any]], topo: Topology, n: int = LATEST
+                       ) -> list[dict[str, Any]]:
+    """Several workers' escalations as one list: newest ``at`` first (ties in one order on
+    every worker), the first ``n``."""
+    found = sorted(found, key=lambda e: (_instant(e["at"]), e["kind"], e["id"], e["seq"]),
+                   reverse=True)
+    return [named_escalation(e, topo) for e in found[:n]]
 
 
 # ---- directives, from the store ----
 
 
-def latest_directives(engine: Engine, n: int = LATEST) -> list[dict[str, Any]]:
-    """The ``n`` most recently issued directives on the held partitions, with their
-    acknowledgement ratio (as ``GET /directives/{id}`` counts it)."""
+def directive_rows(engine: Engine, held: list[int], n: int = LATEST) -> list[dict[str, Any]]:
+    """The ``n`` (at most ``LATEST``) most recently issued directives on the ``held``
+    partitions, with their acknowledgement ratio (as ``GET /directives/{id}`` counts it) and
+    their ``partition``."""
     b = _board(engine)
-    held = list(engine.partitions)
+    held = list(held)
     cached = b.directives
     if cached is not None and cached[1] == held and time.monotonic() - cached[0] < DIRECTIVE_TTL:
-        return cached[2]
+        return cached[2][:n]
     store = engine.store
     found: dict[str, dict[str, Any]] = {}
+    where: dict[str, int] = {}
     for p in held:
         # CaseStore has no public prefix read; this is the one it uses for a directive's tasks
         for k, raw in store._prefixed(p, b"d:"):
@@ -157,7 +183,8 @@ def latest_directives(engine: Engine, n: int = LATEST) -> list[dict[str, Any]]:
             # the memory store is one dict for every partition: keep only what p owns
             if did not in found and store.partition(did) == p:
                 found[did] = unpack(raw)
-    newest = heapq.nlargest(n, found.items(),
+                where[did] = p
+    newest = heapq.nlargest(LATEST, found.items(),
                             key=lambda kv: datetime.fromisoformat(str(kv[1]["issued_at"])))
     topo = engine.world.topology
     out = []
@@ -172,9 +199,17 @@ def latest_directives(engine: Engine, n: int = LATEST) -> list[dict[str, Any]]:
             "fully_acknowledged_at": (d.fully_acknowledged_at.isoformat()
                                       if d.fully_acknowledged_at else None),
             "completed_at": d.completed_at.isoformat() if d.completed_at else None,
+            "partition": where[did],
         })
     b.directives = (time.monotonic(), held, out)
-    return out
+    return out[:n]
+
+
+def newest_directives(found: list[dict[str, Any]], n: int = LATEST) -> list[dict[str, Any]]:
+    """Several workers' latest directives as one list: newest ``issued_at`` first."""
+    found = sorted(found, key=lambda d: (_instant(d["issued_at"]), d["directive_id"]),
+                   reverse=True)
+    return [{k: v for k, v in d.items() if k != "partition"} for d in found[:n]]
 
 
 # ---- figures ----
@@ -194,67 +229,77 @@ def row(code: str, counters: Mapping[str, int], topo: Topology) -> dict[str, Any
     }
 
 
-def _today(engine: Engine) -> tuple[date, dict[str, dict[str, int]]]:
-    """Today's local day and each unit's own counters for it, on the held partitions."""
-    start, end = web.period(None, None, engine.world.policy.calendar.timezone, engine.clock())
-    days, now = web.figures_of(engine, start, end)
-    return start, figures.per_unit(start, end, days, now)
+def _today(engine: Engine) -> date:
+    """Today, the city's local day."""
+    return web.period(None, None, engine.world.policy.calendar.timezone, engine.clock())[0]
 
 
-def _scope(engine: Engine) -> dict[str, Any]:
-    held = list(engine.partitions)
-    total = engine.store.partitions
-    return {"partitions": held, "partition_count": total,
-            "scope": describe_partitions(held, total)}
+def _scope(engine: Engine, city: citywide.City) -> dict[str, Any]:
+    return {"partitions": citywide.held(engine),  # this worker's own, as before
+            "partition_count": city.partitions, "coverage": city.coverage(),
+            "scope": describe_coverage(city.counted, city.partitions)}
 
 
-def describe_partitions(held: list[int], total: int) -> str:
-    """"partitions 0–3 of 4" for the page, so nobody mistakes a share for the city."""
-    if not held:
-        return f"no partition of {total} held yet (starting or rebalancing)"
+def partition_runs(parts: list[int]) -> str:
+    """[0, 1, 2, 5] → "0–2, 5"."""
+    if not parts:
+        return ""
     runs: list[str] = []
-    start = prev = held[0]
-    for p in [*held[1:], None]:
+    start = prev = parts[0]
+    for p in [*parts[1:], None]:
         if p is not None and p == prev + 1:
             prev = p
             continue
         runs.append(str(start) if start == prev else f"{start}–{prev}")
         if p is not None:
             start = prev = p
-    word = "partition" if len(held) == 1 else "partitions"
-    whole = " (the whole city)" if len(held) == total else " (this worker's share only)"
-    return f"{word} {', '.join(runs)} of {total}{whole}"
+    return ", ".join(runs)
 
 
-def board_data(engine: Engine) -> dict[str, Any]:
+def describe_coverage(counted: list[int], total: int) -> str:
+    """What the figures cover, for the page: the whole city, or how much of it is counted
+    (a partition is left out while no worker answers for it), so nobody mistakes a part for
+    the city."""
+    if not counted:
+        return f"no partition of {total} counted yet (starting or rebalancing)"
+    if len(counted) >= total:
+        word = "partition" if total == 1 else "partitions"
+        return f"the whole city ({word} {partition_runs(counted)} of {total})"
+    return (f"{len(counted)} of {total} partitions counted ({partition_runs(counted)}): "
+            "the others have no worker answering for them now")
+
+
+async def board_data(engine: Engine) -> dict[str, Any]:
     """``GET /board/data``: the city, each district, the latest escalations and directives."""
     topo = engine.world.topology
-    day, own = _today(engine)
-    total, children = figures.rollup(topo.city, own, topo)
+    day = _today(engine)
+    city = await citywide.gather(engine, day, day, latest=LATEST)
+    total, children = figures.rollup(topo.city, city.units, topo)
     return {
         "day": day.isoformat(),
         "timezone": engine.world.policy.calendar.timezone,
         "generated_at": engine.clock().isoformat(),
-        **_scope(engine),
+        **_scope(engine, city),
         "city": row(topo.city, total, topo),
         "districts": [row(code, children.get(code, {}), topo) for code in topo.districts],
-        "escalations": latest_escalations(engine),
-        "directives": latest_directives(engine),
+        "escalations": newest_escalations(city.records.get("escalations", []), topo),
+        "directives": newest_directives(city.records.get("latest_directives", [])),
     }
 
 
-def district_data(engine: Engine, code: str) -> dict[str, Any]:
+async def district_data(engine: Engine, code: str) -> dict[str, Any]:
     """``GET /board/districts/{code}``: the district and each unit under it (streets first,
     then departments), the same figures as ``GET /units/{code}/stats`` and its children.
     KeyError for a code that is not a district."""
     topo = engine.world.topology
     if code not in topo or topo.level(code) != "district":
         raise KeyError(code)
-    day, own = _today(engine)
-    total, children = figures.rollup(code, own, topo)
+    day = _today(engine)
+    city = await citywide.gather(engine, day, day, unit=code)
+    total, children = figures.rollup(code, city.units, topo)
     units = [row(c, children[c], topo) for c in topo.children(code)]
     units.sort(key=lambda r: (r["level"] != "street", r["code"]))
-    return {"day": day.isoformat(), **_scope(engine), **row(code, total, topo),
+    return {"day": day.isoformat(), **_scope(engine, city), **row(code, total, topo),
             "children": units}
 
 
@@ -368,13 +413,13 @@ def register(engine: Engine) -> None:
 
     @app.page("/board/data")
     async def board_json(self: View, request: Request) -> Response:
-        return self.bytes(orjson.dumps(board_data(engine)), content_type="application/json",
+        return self.bytes(orjson.dumps(await board_data(engine)), content_type="application/json",
                           headers=dict(NO_CACHE))
 
     @app.page("/board/districts/{code}")
     async def board_district(self: View, request: Request, code: str) -> Response:
         try:
-            body = district_data(engine, code)
+            body = await district_data(engine, code)
         except KeyError:
             return self.json({"error": "not a district", "unit": web.echo(code)}, status=404)
         return self.bytes(orjson.dumps(body), content_type="application/json",

@@ -22,6 +22,9 @@ class Settings(BaseModel):
     replication: int = Field(default=1, ge=1)
     http_host: str = "127.0.0.1"
     http_port: int = 6066
+    # the host other workers reach this one at (faust's canonical_url: routed /cases/{id}
+    # and the city's figures); unset: http_host, or this machine's name when that is 0.0.0.0
+    advertised_host: str = ""
     topology: Path | None = None
     catalogue: Path | None = None
     policy: Path | None = None

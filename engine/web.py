@@ -10,6 +10,10 @@ reason; whatever a handler raises is logged with its traceback and answered
 ``500 {"error": "internal error"}`` by one aiohttp middleware (``json_errors``), which also
 turns aiohttp's own 404 and 405 into JSON: no route can answer an HTML error page or fail
 without a trace. (A request line over 8 KB never reaches it: aiohttp's parser answers 400.)
+
+The figures and the board answer for the whole city whichever worker is asked: this worker's
+share and the other workers' (``GET /internal/share``, for workers only) are summed per
+partition by engine/citywide.py, with ``coverage`` saying how much was counted.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from engine import board, logs
+from engine import board, citywide, logs
 from engine.app import Engine
 from engine.core import directive, figures
+from engine.core.directive import DirectiveState
 from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.health import Health
 from engine.pii import mask_record
-from engine.store import figures_now_key
 
 FAUST_PAGES = "faust.web.apps"
 MAX_DAYS = 400  # longest from/to period: a year and a month, compared with the year before
@@ -174,22 +178,40 @@ def checked_id(param: str) -> Callable[[Any], Any]:
     return decorate
 
 
-def _local_day(at: datetime, engine: Engine) -> date:
-    return at.astimezone(ZoneInfo(engine.world.policy.calendar.timezone)).date()
+async def unit_stats_body(engine: Engine, code: str, start: date, end: date
+                          ) -> dict[str, Any]:
+    """``GET /units/{code}/stats``: the city's figures of ``code`` (every worker's share,
+    engine/citywide.py), its directive figures, ``coverage`` and this worker's
+    ``partitions``."""
+    city = await citywide.gather(engine, start, end, unit=code, issuer=code)
+    body = figures.stats_of(code, start, end, city.units, engine.world.topology)
+    fields = DirectiveState.model_fields  # a peer's record may carry more (its partition)
+    body["directives"] = directive.issuer_figures([
+        DirectiveState.model_validate({k: v for k, v in r.items() if k in fields})
+        for r in city.records.get("directives", [])])
+    body["partitions"] = citywide.held(engine)  # the share of the city this worker holds
+    body["coverage"] = city.coverage()
+    return body
 
 
-def figures_of(engine: Engine, start: date, end: date
-               ) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, int]]]:
-    """The figure records of the partitions this worker holds, summed: (days in [start,
-    end], now). A range read per partition: days are sorted in the keys."""
-    days: dict[str, dict[str, dict[str, int]]] = {}
-    now: dict[str, dict[str, int]] = {}
-    store = engine.store
-    for p in engine.partitions:
-        figures.merge(now, store.figures(p, figures_now_key(p))["units"])
-        for d, rec in store.figures_days(p, start.isoformat(), end.isoformat()):
-            figures.merge(days.setdefault(d, {}), rec["units"])
-    return days, now
+def share_request(engine: Engine, query: Any) -> dict[str, Any]:
+    """``GET /internal/share``: this worker's share (engine/citywide.py). ValueError, with
+    the reason for a 400, for a bad period, an unknown unit or a bad ``latest``."""
+    start, end = period(query.get("from"), query.get("to"),
+                        engine.world.policy.calendar.timezone, engine.clock())
+    topo = engine.world.topology
+    unit, issuer = query.get("unit"), query.get("issuer")
+    for name, code in (("unit", unit), ("issuer", issuer)):
+        if code is not None and code not in topo:
+            raise ValueError(f"{name}: unknown unit {echo(code)!r}")
+    try:
+        latest = int(query.get("latest", "0"))
+    except ValueError:
+        raise ValueError(f"latest: not a number: {echo(query['latest'])!r}") from None
+    if not 0 <= latest <= board.LATEST:
+        raise ValueError(f"latest: from 0 to {board.LATEST}")
+    share = citywide.local_share(engine, start, end, unit=unit, issuer=issuer, latest=latest)
+    return citywide.share_json(share)
 
 
 def drop_faust_pages(app: faust.App) -> list[str]:
@@ -254,13 +276,16 @@ def register(engine: Engine, health: Health | None = None) -> None:
                                 engine.world.policy.calendar.timezone, engine.clock())
         except ValueError as e:
             return self.json({"error": str(e)}, status=400)
-        body = figures.stats(code, start, end, *figures_of(engine, start, end),
-                             engine.world.topology)
-        body["directives"] = directive.issuer_figures([
-            d for p in engine.partitions for d in engine.store.directives(p)
-            if d.issuer == code and start <= _local_day(d.issued_at, engine) <= end])
-        body["partitions"] = engine.partitions  # the share of the city this worker holds
-        return self.json(body)
+        return self.json(await unit_stats_body(engine, code, start, end))
+
+    @app.page(citywide.SHARE_PATH)
+    async def share(self: View, request: Request) -> Response:
+        """For the other workers only (engine/citywide.py): never asks anyone itself."""
+        try:
+            body = share_request(engine, request.query)
+        except ValueError as e:
+            return self.json({"error": str(e)}, status=400)
+        return self.bytes(orjson.dumps(body), content_type="application/json")
 
     @app.page("/directives/{directive_id}")
     @checked_id("directive_id")
@@ -274,3 +299,4 @@ def register(engine: Engine, health: Health | None = None) -> None:
                           content_type="application/json")
 
     board.register(engine)  # GET /board and its data (engine/board.py)
+    citywide.track(engine)  # which partitions this worker answers for, through rebalances

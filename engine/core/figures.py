@@ -290,11 +290,19 @@ def stats(unit: str, start: date, end: date,
     already summed across partitions. ``overdue`` and ``backlog`` are as of now, whatever the
     period. KeyError for a unit not in the topology; ValueError for ``start`` after ``end``.
     """
+    return stats_of(unit, start, end, per_unit(start, end, days, now), topology)
+
+
+def stats_of(unit: str, start: date, end: date, own: Mapping[str, Mapping[str, int]],
+             topology: Topology) -> dict[str, Any]:
+    """``stats`` from each unit's own counters already summed over the period and the
+    partitions (``per_unit``): what the several workers' shares add up to (engine/citywide.py).
+    Rates come from the summed counts, never from rates."""
     if unit not in topology:
         raise KeyError(unit)
     if start > end:
         raise ValueError(f"from {start.isoformat()} is after to {end.isoformat()}")
-    total, children = rollup(unit, per_unit(start, end, days, now), topology)
+    total, children = rollup(unit, own, topology)
     return {
         "unit": unit,
         "from": start.isoformat(),

@@ -119,7 +119,7 @@ function renderTable(districts) {
 function renderEscalations(list, tz) {
   const ol = $("#escalations");
   if (!list.length) {
-    ol.replaceChildren(el("li", { class: "empty" }, "none since this worker started"));
+    ol.replaceChildren(el("li", { class: "empty" }, "none since the workers started"));
     return;
   }
   ol.replaceChildren(...list.map((e) => el("li", { "data-id": e.id, "data-kind": e.kind },
@@ -152,7 +152,14 @@ function renderDirectives(list, tz) {
 function render(data) {
   state.data = data;
   $("#day").textContent = data.day;
-  $("#scope").textContent = data.scope;
+  const scope = $("#scope");
+  const cov = data.coverage;
+  scope.textContent = data.scope;
+  // a part of the city must not pass for the whole: partial coverage is shown as such
+  scope.classList.toggle("partial", cov.counted < cov.partitions);
+  scope.setAttribute("data-counted", String(cov.counted));
+  scope.setAttribute("data-partitions", String(cov.partitions));
+  scope.setAttribute("data-as-of", cov.as_of || "");
   $("#status").textContent = "updated " + clock(data.generated_at, data.timezone);
   renderKpis(data.city);
   renderMap(data.districts);

@@ -76,6 +76,9 @@ async def test_figures_of_a_street_its_district_and_the_city(worker: Worker,
         assert moved(unit) == expected, unit
     s = stats(worker, street)
     assert s["unit"] == street and s["response_rate"] is not None
+    # one worker holds every partition: the whole city is counted, as of this answer
+    assert s["coverage"]["counted"] == s["coverage"]["partitions"] == len(s["partitions"]) == 4
+    assert datetime.fromisoformat(s["coverage"]["as_of"]).tzinfo is not None
     d = stats(worker, district)
     assert street in {c["unit"] for c in d["children"]}
     assert worker.get("/units/999999/stats")[0] == 404

@@ -37,6 +37,11 @@ HOSTILE = [
     ("/board/districts/%3Cscript%3E", 404),
     ("/board/districts/" + "5" * 5000, 404),
     ("/board/static/..%2F..%2Fetc%2Fpasswd", 404),
+    ("/internal/share?from=garbage", 400),
+    ("/internal/share?unit=%3Cscript%3E", 400),
+    ("/internal/share?issuer=" + "5" * 5000, 400),
+    ("/internal/share?latest=all", 400),
+    ("/internal/share?latest=100000", 400),
     ("/nothing/here", 404),
     ("/table/cases/x/", 404),
 ]
