@@ -41,6 +41,18 @@ bench-signed: $(STAMP)  ## engine throughput with signature checks against witho
 bench-crash: $(STAMP)  ## soak: SIGKILL the worker under load, check every output (tests/crashload.py)
 	$(BIN)/python -m tests.crashload --duration 300 --kill-every 20 --rate 100 $(ARGS)
 
+.PHONY: bench-cityday
+bench-cityday: $(STAMP)  ## a day of Chongqing at 100x on 3 workers, one SIGKILLed every 180 s; figures vs a recount; writes docs/benchmarks-cityday.md
+	$(BIN)/python -m bench.cityday $(ARGS)
+
+.PHONY: bench-failover
+bench-failover: $(STAMP)  ## SIGKILL one of three workers at 0/10k/300k open cases, standby replicas 0/1/2; writes docs/benchmarks-failover.md
+	$(BIN)/python -m bench.failover $(ARGS)
+
+.PHONY: bench-capacity
+bench-capacity: $(STAMP)  ## intake rate 1, 2 and 3 workers carry with intake→dispatch p99 under 1 s; writes docs/benchmarks-capacity.md
+	$(BIN)/python -m bench.capacity $(ARGS)
+
 .PHONY: bench-scale
 bench-scale: $(STAMP)  ## open cases, RSS, changelog, restart at 100k/300k/1M; writes docs/benchmarks-scale.md
 	$(BIN)/python -m bench.scale $(ARGS)

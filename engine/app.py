@@ -97,7 +97,7 @@ class Engine:
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replication,
             topic_allow_declare=True,
-            table_standby_replicas=0,
+            table_standby_replicas=settings.standby_replicas,
             consumer_auto_offset_reset="earliest",
             # the defaults make the group join wait ~30 s on the embedded broker (NOTES.md)
             broker_rebalance_timeout=settings.rebalance_timeout,

@@ -109,7 +109,7 @@ def _worker(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap, http_port=args.http_port, topology=args.topology,
         policy=args.policy, catalogue=args.catalogue, data_dir=args.data_dir,
         partitions=args.partitions, log_level=args.log_level, keys=args.keys,
-        connect_timeout=args.connect_timeout,
+        connect_timeout=args.connect_timeout, standby_replicas=args.standby_replicas,
     )
     problem = _check_operator_files(settings)
     if problem:
@@ -390,6 +390,10 @@ def parser() -> argparse.ArgumentParser:
                    help=_env_help("local state directory", "data_dir"))
     w.add_argument("--partitions", type=int, metavar="N",
                    help=_env_help("partitions of the topics the worker creates", "partitions"))
+    w.add_argument("--standby-replicas", type=int, metavar="N",
+                   help=_env_help("warm copies of each case-table partition kept on other "
+                                  "workers, for failover (docs/operations.md)",
+                                  "standby_replicas"))
     w.add_argument("--log-level", metavar="LEVEL",
                    help=_env_help("debug, info, warning or error", "log_level"))
     _timeout_flag(w)

@@ -88,6 +88,9 @@ class Recovery(_Recovery):
     async def _build_offsets(self, consumer: Any, tps: set[TP], destination: Counter[TP],
                              title: str) -> None:
         await super()._build_offsets(consumer, tps, destination, title)
+        if title == "standby":
+            await self._discard_stale_standbys(consumer, tps, destination)
+            return
         if title != "active":
             return
         stale = stale_partitions(destination, self.active_highwaters)
@@ -106,8 +109,25 @@ class Recovery(_Recovery):
             if last is not None:
                 destination[tp] = last
 
-    def _discard(self, stale: dict[TP, tuple[int, int]], destination: Counter[TP]) -> None:
-        """Move the stale partitions' stores aside and read their changelogs from the start."""
+    async def _discard_stale_standbys(self, consumer: Any, tps: set[TP],
+                                      destination: Counter[TP]) -> None:
+        """A standby's store can be ahead of its changelog as well (the same emptied broker
+        under a kept data dir), and faust checks standbys with the same ``ConsistencyError``
+        that stops the worker. Standbys are not bulk-loaded: faust reads them after the
+        actives are ready, so a large one costs CPU in the background, never readiness."""
+        if not tps:
+            return
+        highwaters: Counter[TP] = Counter()
+        await self._build_highwaters(consumer, tps, highwaters, "standby")
+        stale = stale_partitions({tp: destination[tp] for tp in tps}, highwaters)
+        if stale:
+            self._discard(stale, destination, "stale_standby_discarded")
+
+    def _discard(self, stale: dict[TP, tuple[int, int]], destination: Counter[TP],
+                 event: str = "stale_state_discarded") -> None:
+        """Move the stale partitions' stores aside and read their changelogs from the start.
+        Standbys log under their own ``event``: the log's rate limit (engine/logfilter.py)
+        passes one line per event in 10 s, and the actives' line comes just before."""
         moved: list[str] = []
         where: Path | None = None
         for tp in sorted(stale):
@@ -119,7 +139,7 @@ class Recovery(_Recovery):
                 if path is not None:
                     moved.append(str(path))
             destination[tp] = -1  # faust's "nothing read yet": seek to the start
-        log.warning("stale_state_discarded",
+        log.warning(event,
                     partitions=[{"topic": tp.topic, "partition": tp.partition,
                                  "local_offset": local, "changelog_last_offset": high}
                                 for tp, (local, high) in sorted(stale.items())],

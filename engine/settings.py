@@ -43,6 +43,13 @@ class Settings(BaseModel):
     # static membership (KIP-345), off by default: Tansu 0.6.0 adds ~3 s to every join with
     # it; on real Kafka "auto" (<hostname>-<http port>) lets a restarted worker rejoin at once
     instance_id: str = ""
+    # warm copies of each case-table partition on other workers (faust's
+    # table_standby_replicas): a SIGKILLed worker's partitions move to a worker that reads
+    # only their changelog's tail. Measured (docs/benchmarks-failover.md, 300k open cases,
+    # 3 workers): first new case 7.7 s after the kill with 1, 9.9 s with 0; faust's assignor
+    # can promote only some of them with 1 and 3+ workers (workers - 1 covers all). No
+    # effect with one worker
+    standby_replicas: int = Field(default=1, ge=0)
     # measured (docs/benchmarks.md): the writer awaits its sends twice per batch, so a long
     # linger is pure waiting; 1 ms linger with a 10 ms batch window gave the best throughput
     # (1,202/s median against 1,081/s at 5 ms / 5 ms) and the lower latency

@@ -221,7 +221,8 @@ def _dead_letter_ref(value: dict[str, Any]) -> str | None:
         return None
     if not isinstance(o, dict):
         return None
-    ref = o.get("update_id") or o.get("complaint_id")
+    ref = (o.get("update_id") or o.get("complaint_id") or o.get("feedback_id")
+           or o.get("event_id"))
     return ref if isinstance(ref, str) else None
 
 
@@ -366,6 +367,14 @@ class Load:
                 "tasks": sum(len(d.targets) for d in self.directives.values()),
                 "directive_acks": dby["ack"], "directive_reports": dby["report"],
                 "directive_forged": dby["forged"]}
+
+    def progress_line(self) -> str:
+        """What was sent so far, for the run's progress lines."""
+        c = self.counts()
+        return (f"{c['complaints']} complaints, {c['acks']} acks, {c['resolves']} resolves, "
+                f"{c['forged']} forged, {c['directives']} directives ({c['tasks']} tasks, "
+                f"{c['directive_acks']} acks, {c['directive_reports']} reports, "
+                f"{c['directive_forged']} forged)")
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -1108,6 +1117,7 @@ class CrashResult:
     reader_errors: list[str]
     workdir: str
     not_ready_at_end: list[str] = field(default_factory=list)  # "w1: 503 consumer stalled…"
+    extra: dict[str, Any] = field(default_factory=dict)  # a subclass run's own figures
 
     def summary(self) -> str:
         c = self.config
@@ -1144,7 +1154,8 @@ class CrashResult:
                 "total_seconds": self.total_seconds, "load_counts": self.load_counts,
                 "reader_errors": self.reader_errors[:20],
                 "not_ready_at_end": self.not_ready_at_end,
-                "report": self.report.to_json()}  # not the work dir: a path on one machine
+                "report": self.report.to_json(),  # not the work dir: a path on one machine
+                **({"extra": self.extra} if self.extra else {})}
 
 
 class CrashRun:
@@ -1218,11 +1229,7 @@ class CrashRun:
         while not load._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(load._stop.wait(), self.cfg.progress_every)
-            c = load.counts()
-            self.log(f"{self._phase}: sent {c['complaints']} complaints, {c['acks']} acks, "
-                     f"{c['resolves']} resolves, {c['forged']} forged, {c['directives']} "
-                     f"directives ({c['tasks']} tasks, {c['directive_acks']} acks, "
-                     f"{c['directive_reports']} reports, {c['directive_forged']} forged); "
+            self.log(f"{self._phase}: sent {load.progress_line()}; "
                      f"read {len(reader)} outputs; kills {len(self.kills)}")
 
     async def run(self) -> CrashResult:
@@ -1240,9 +1247,7 @@ class CrashRun:
             self.log(f"{len(self.workers)} worker(s) ready in {first_ready:.1f} s (http "
                      f"{', '.join(str(w.http_port) for w in self.workers)})")
             reader = await asyncio.to_thread(Reader(self.bootstrap).start)
-            load = Load(self.bootstrap, reader, cfg.rate, forge_every=cfg.forge_every,
-                        directive_every=cfg.directive_every, report_every=cfg.report_every,
-                        silent_every=cfg.silent_every, seed=cfg.seed)
+            load = self._make_load(reader)
             self._load_t0 = time.monotonic()
             load_task = asyncio.create_task(load.run())
             progress_task = asyncio.create_task(self._report_progress(load, reader))
@@ -1313,32 +1318,18 @@ class CrashRun:
             self.log(f"load stopped after {load_seconds:.1f} s; waiting for the outputs")
             sent = load.sent()
             drain_t0 = time.monotonic()
-            deadline = drain_t0 + cfg.drain_timeout
-            # a worker still catching up on its downtime's backlog is waited for (to the cap);
-            # one that has stopped producing is not: the wait ends drain_stall after the last
-            # new output, so a real loss fails fast and a slow machine does not fail at all
-            seen, last_new = -1, drain_t0
-            while True:
-                outputs = reader.snapshot()
-                now = time.monotonic()
-                if len(outputs) != seen:
-                    seen, last_new = len(outputs), now
-                report = check(sent, outputs, TOPO)
-                if report.complete or now >= deadline or now - last_new >= cfg.drain_stall:
-                    break
-                # re-check when more outputs have come (or the stall/deadline is reached)
-                await asyncio.to_thread(reader.wait_for_more, seen,
-                                        min(deadline, last_new + cfg.drain_stall) - now)
+            report = await self._drain(load, sent, reader)
             drain_seconds = time.monotonic() - drain_t0
             self.log(f"drain {'complete' if report.complete else 'timed out'} after "
                      f"{drain_seconds:.1f} s")
+            extra = await self._finish(load, reader, report)
             not_ready = await asyncio.to_thread(self._not_ready)
             return CrashResult(
                 config=cfg, report=report, kills=list(self.kills), first_ready=first_ready,
                 load_seconds=load_seconds, drain_seconds=drain_seconds,
                 drain_complete=report.complete, total_seconds=time.monotonic() - self._t0,
                 load_counts=load.counts(), reader_errors=list(reader.errors),
-                workdir=str(self.workdir), not_ready_at_end=not_ready)
+                workdir=str(self.workdir), not_ready_at_end=not_ready, extra=extra)
         finally:
             if progress_task is not None:
                 progress_task.cancel()
@@ -1353,6 +1344,39 @@ class CrashRun:
                 t.cancel()
             await asyncio.gather(*self._restarts.values(), return_exceptions=True)
             await asyncio.to_thread(self._stop_workers)
+
+    def _make_load(self, reader: Reader) -> Load:
+        """The load of the run; a subclass brings its own (bench/cityday.py)."""
+        cfg = self.cfg
+        return Load(self.bootstrap, reader, cfg.rate, forge_every=cfg.forge_every,
+                    directive_every=cfg.directive_every, report_every=cfg.report_every,
+                    silent_every=cfg.silent_every, seed=cfg.seed)
+
+    async def _drain(self, load: Load, sent: SentLog, reader: Reader) -> Report:
+        """Wait, after the load, until the outputs are complete (or stop coming); the report."""
+        cfg = self.cfg
+        drain_t0 = time.monotonic()
+        deadline = drain_t0 + cfg.drain_timeout
+        # a worker still catching up on its downtime's backlog is waited for (to the cap);
+        # one that has stopped producing is not: the wait ends drain_stall after the last
+        # new output, so a real loss fails fast and a slow machine does not fail at all
+        seen, last_new = -1, drain_t0
+        while True:
+            outputs = reader.snapshot()
+            now = time.monotonic()
+            if len(outputs) != seen:
+                seen, last_new = len(outputs), now
+            report = check(sent, outputs, TOPO)
+            if report.complete or now >= deadline or now - last_new >= cfg.drain_stall:
+                return report
+            # re-check when more outputs have come (or the stall/deadline is reached)
+            await asyncio.to_thread(reader.wait_for_more, seen,
+                                    min(deadline, last_new + cfg.drain_stall) - now)
+
+    async def _finish(self, load: Load, reader: Reader, report: Report) -> dict[str, Any]:
+        """After the drain, before the workers stop: a subclass's own measurements (kept in
+        ``CrashResult.extra``)."""
+        return {}
 
     def _not_ready(self) -> list[str]:
         """Workers whose /readyz is not 200 after the drain (a stalled partition says so)."""

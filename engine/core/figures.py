@@ -5,6 +5,8 @@ of records of its partition: one per day (``{unit: counters}`` for the day, in t
 zone) and one "now" record (``{unit: {backlog, overdue}}``). ``GET /units/{code}/stats`` sums
 those records across partitions and days and calls ``stats``, which rolls the unit and
 everything below it up and turns counts into rates. No case is ever scanned for a figure.
+``recount`` gives the same counters from the events on ``zhida.case.events`` alone: the
+check from outside, and ``zhida replay``'s "live" column.
 
 The unit of account is the **order** (工单: the case as held by one unit, from the moment it is
 sent there until it leaves or ends): a unit is judged on the work it was given. Each order is
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
 
 from engine.core.model import CaseEvent, CaseState
 from engine.topology import Topology
@@ -126,6 +130,19 @@ def tally(before: CaseState | None, after: CaseState, events: list[CaseEvent],
     table). Now counters are ``now_counts(after) - now_counts(before)``: they telescope, so
     the sum of every delta of a case equals its final state's contribution, exactly.
     """
+    days = _credit(events, tz, before.unit if before else None,
+                   before.stage if before else None, before.due if before else None)
+    now: dict[str, dict[str, int]] = {}
+    merge(now, now_counts(after))
+    merge(now, _negated(now_counts(before)))
+    return Delta(days, now)
+
+
+def _credit(events: Iterable[CaseEvent], tz: ZoneInfo, holder: str | None, stage: str | None,
+            due: datetime | None) -> dict[tuple[str, str], dict[str, int]]:
+    """Day counters of ``events`` by (unit, local day), given the holder, stage and due just
+    before the first; each event then sets them for the next. ``tally`` starts from the state
+    before a command, ``recount`` from nothing before a case's first event: one set of rules."""
     days: dict[tuple[str, str], dict[str, int]] = {}
 
     def add(unit: str | None, at: datetime, *names: str) -> None:
@@ -135,10 +152,6 @@ def tally(before: CaseState | None, after: CaseState, events: list[CaseEvent],
         for n in names:
             c[n] = c.get(n, 0) + 1
 
-    # the holder, stage and due just before each event (all from ``before`` for the first)
-    holder = before.unit if before else None
-    stage = before.stage if before else None
-    due = before.due if before else None
     for e in events:
         t = e.type
         if t == "created":
@@ -170,10 +183,7 @@ def tally(before: CaseState | None, after: CaseState, events: list[CaseEvent],
             stage, due = e.stage, e.due
         elif t == "closed":
             stage, due = None, None
-    now: dict[str, dict[str, int]] = {}
-    merge(now, now_counts(after))
-    merge(now, _negated(now_counts(before)))
-    return Delta(days, now)
+    return days
 
 
 def _in_time(at: datetime, due: datetime | None) -> bool:
@@ -200,6 +210,99 @@ def merge(into: dict[str, dict[str, int]], add: Mapping[str, Mapping[str, int]])
                 inner.pop(name, None)
         if not inner:
             del into[key]
+
+
+# ---- recount: the same counters from ``zhida.case.events`` alone ----
+
+# events that start a stage and so end its reminder and supervision (decide.STAGE_STARTS)
+_STAGE_STARTS = frozenset({"dispatched", "triaged", "acknowledged", "returned", "assigned",
+                           "resolved", "reopened"})
+# what a case.events message and the core's event both carry; the message's ``priority`` is
+# the case's, not a merge's raise, and ``opened``/``policy``/``group`` never leave the engine
+_EVENT_FIELDS = frozenset(CaseEvent.model_fields) - {"priority", "opened", "policy", "group"}
+
+EventLike = CaseEvent | BaseModel | Mapping[str, Any]
+Days = dict[str, dict[str, dict[str, int]]]  # "YYYY-MM-DD" -> {unit -> counters}
+
+
+def as_event(m: EventLike) -> CaseEvent:
+    """The core's event from one ``zhida.case.events`` message: a ``CaseEventMessage``
+    (schemas/outbound.py), its JSON body as a dict, or already a ``CaseEvent``."""
+    if isinstance(m, CaseEvent):
+        return m
+    data = m.model_dump() if isinstance(m, BaseModel) else m
+    return CaseEvent.model_validate(
+        {k: v for k, v in data.items() if k in _EVENT_FIELDS and v is not None})
+
+
+def recount(events_by_case: Mapping[str, Iterable[EventLike]], tz: ZoneInfo,
+            now: datetime | None = None) -> tuple[Days, dict[str, dict[str, int]]]:
+    """The day and now counters the writer keeps incrementally, recounted from each case's
+    events alone: ``(days, now)`` in the shapes ``stats`` takes.
+
+    Why: the writer's figures are exact only if every delta was stored with its state
+    (docs/figures.md, "Known limits"); a recount from the public trail checks that from
+    outside (bench/cityday.py) and gives ``zhida replay`` its "live" column. Pure: no clock,
+    no state; ``now`` (default: no cut) keeps each case's events up to the first one after
+    it, so the figures are those as they stood then.
+
+    The day part uses the same crediting rules as ``tally``: the holder, stage and due before
+    each event come from the events before it, which is what the state held between two
+    commands. The now part is each case's last state: open unless its last event closed it;
+    overdue when an ``escalated`` event came after the last stage start; yellow when a
+    ``warned`` one did and it is not overdue. Events may come in any order and repeated (a
+    redelivered copy): each case's are taken by ``seq``, one per ``seq``.
+    """
+    days: Days = {}
+    current: dict[str, dict[str, int]] = {}
+    for events in events_by_case.values():
+        history = _history(events, now)
+        if not history:
+            continue
+        for (unit, day), c in _credit(history, tz, None, None, None).items():
+            merge(days.setdefault(day, {}), {unit: c})
+        merge(current, _now_of(history))
+    return days, current
+
+
+def _history(events: Iterable[EventLike], now: datetime | None) -> list[CaseEvent]:
+    """One case's events by ``seq``, the first copy of each, up to the first after ``now``."""
+    by_seq: dict[int, CaseEvent] = {}
+    for m in events:
+        e = as_event(m)
+        by_seq.setdefault(e.seq, e)
+    out = []
+    for seq in sorted(by_seq):
+        e = by_seq[seq]
+        if now is not None and _utc(e.at) > _utc(now):
+            break
+        out.append(e)
+    return out
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _now_of(history: list[CaseEvent]) -> dict[str, dict[str, int]]:
+    """``now_counts`` of the state the history leaves, from the events alone."""
+    late = warned = False
+    for e in history:
+        if e.type in _STAGE_STARTS or e.type == "closed":
+            late = warned = False
+        elif e.type == "escalated":
+            late = True
+        elif e.type == "warned":
+            warned = True
+    last = history[-1]
+    if last.state == "closed":
+        return {}
+    c = {"backlog": 1}
+    if late:
+        c["overdue"] = 1
+    elif warned:
+        c["yellow"] = 1
+    return {last.unit: c}
 
 
 # ---- stats: roll-up and rates ----

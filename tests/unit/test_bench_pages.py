@@ -18,7 +18,19 @@ from typing import Any
 import orjson
 import pytest
 
-from bench import broker_fetch, directives, report, scale, signed, storm, timer_index, timers
+from bench import (
+    broker_fetch,
+    capacity,
+    cityday,
+    directives,
+    failover,
+    report,
+    scale,
+    signed,
+    storm,
+    timer_index,
+    timers,
+)
 from bench.run import Result, write_page
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +97,11 @@ PAGES = (
          "batches", broker_fetch.render, _dated),
     Page("benchmarks-timers-index", "# SLA timers: the index scan over tombstones, with the "
          "floor and without", timer_index.render, _timer_index),
+    Page("benchmarks-cityday", "# A city day under kill -9", cityday.render, _dated),
+    Page("benchmarks-failover", "# Failover: a SIGKILLed worker's partitions, with and without "
+         "standby replicas", failover.render, _json),
+    Page("benchmarks-capacity", "# Capacity: the intake rate one, two and three workers carry "
+         "with p99 under 1 s", capacity.render, _json),
 )
 
 

@@ -1,29 +1,39 @@
 """Supervision figures: a hand-computed scenario through the real core, and the invariants of
-the incremental counters over random command sequences (engine/core/figures.py)."""
+the incremental counters over random command sequences (engine/core/figures.py), among them
+that ``recount`` of the events as they go out on ``zhida.case.events`` gives the same
+counters."""
 
 from __future__ import annotations
 
+import random
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.core import Accepted, World, apply, decide
+from engine.core import Accepted, World, apply, decide, file_after, react
+from engine.core import figures as figures_module
 from engine.core.decide import STAGE_STARTS
 from engine.core.figures import (
     DAY_COUNTERS,
     NOW_COUNTERS,
+    Days,
     Delta,
+    as_event,
     day_of,
     figures,
     merge,
+    recount,
     stats,
     tally,
 )
-from engine.core.model import CaseEvent, CaseState, Command, Expire
+from engine.core.model import CaseEvent, CaseFile, CaseState, Command, Expire
 from engine.core.sla import next_timer
+from schemas.codec import encode
 from tests.helpers import T0, open_cmd, rate_cmd, update_cmd, world_with
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -63,13 +73,18 @@ def h(hours: float = 0, minutes: int = 0) -> datetime:
 
 class City:
     """Cases driven through decide/apply; every accepted command tallied into the stores the
-    writer keeps (day -> {unit -> counters}, and now {unit -> counters}), as a worker would."""
+    writer keeps (day -> {unit -> counters}, and now {unit -> counters}), as a worker would.
+    Also keeps each command's delta and the events as JSON bodies, as ``zhida.case.events``
+    carries them (react + the codec the worker sends with)."""
 
     def __init__(self, world: World) -> None:
         self.world = world
         self.states: dict[str, CaseState] = {}
+        self.files: dict[str, CaseFile] = {}
         self.history: dict[str, list[CaseEvent]] = {}
-        self.days: dict[str, dict[str, dict[str, int]]] = {}
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+        self.deltas: list[tuple[str, datetime, Delta]] = []  # (case, command at, delta)
+        self.days: Days = {}
         self.now: dict[str, dict[str, int]] = {}
 
     def send(self, cmd: Command) -> bool:
@@ -80,10 +95,14 @@ class City:
         after = apply(before, cmd, d.events)
         self.states[cmd.case_id] = after
         self.history.setdefault(cmd.case_id, []).extend(d.events)
+        file = self.files[cmd.case_id] = file_after(self.files.get(cmd.case_id), d.events, cmd)
+        self.messages.setdefault(cmd.case_id, []).extend(
+            orjson.loads(encode(o.value)) for o in react(after, file, d.events,
+                                                         self.world.topology)
+            if o.channel == "case_events")
         delta = tally(before, after, d.events, TZ)
-        for (unit, day), c in delta.days.items():
-            merge(self.days.setdefault(day, {}), {unit: c})
-        merge(self.now, delta.now)
+        self.deltas.append((cmd.case_id, cmd.at, delta))
+        add_delta(self.days, self.now, delta)
         assert all(v > 0 for c in self.now.values() for v in c.values())
         assert all(v > 0 for u in self.days.values() for c in u.values() for v in c.values())
         return True
@@ -101,6 +120,27 @@ class City:
 
     def stats(self, unit: str, start: date = DAY1, end: date = DAY2) -> dict:
         return stats(unit, start, end, self.days, self.now, self.world.topology)
+
+
+def add_delta(days: Days, now: dict[str, dict[str, int]], delta: Delta) -> None:
+    """What the writer does with a command's delta: add it to the day and now records."""
+    for (unit, day), c in delta.days.items():
+        merge(days.setdefault(day, {}), {unit: c})
+    merge(now, delta.now)
+
+
+def as_of(city: City, until: datetime) -> tuple[Days, dict[str, dict[str, int]]]:
+    """The incremental counters as they stood at ``until``: each case's commands in order up
+    to its first one after ``until`` (what ``recount`` keeps with ``now``)."""
+    days: Days = {}
+    now: dict[str, dict[str, int]] = {}
+    stopped: set[str] = set()
+    for case_id, at, delta in city.deltas:
+        if case_id in stopped or at > until:
+            stopped.add(case_id)
+            continue
+        add_delta(days, now, delta)
+    return days, now
 
 
 def upd(action: str, actor: str, case_id: str, at: datetime, **fields: object) -> Command:
@@ -323,27 +363,6 @@ step = st.tuples(
 )
 
 
-def recount(history: dict[str, list[CaseEvent]]) -> dict[str, dict[str, int]]:
-    """Backlog/overdue/yellow from each case's event history alone (not from tally or the
-    state): open unless its last event closed it; overdue when an ``escalated`` event came
-    after the last stage start; yellow when a ``warned`` one did and it is not overdue."""
-    out: dict[str, dict[str, int]] = {}
-    for events in history.values():
-        late = warned = False
-        for e in events:
-            if e.type in STAGE_STARTS or e.type == "closed":
-                late = warned = False
-            elif e.type == "escalated":
-                late = True
-            elif e.type == "warned":
-                warned = True
-        last = events[-1]
-        if last.state != "closed":
-            c = {"backlog": 1, **({"overdue": 1} if late else {"yellow": 1} if warned else {})}
-            merge(out, {last.unit: c})
-    return out
-
-
 def drive(world: World, openings: list[int], steps: list[tuple]) -> City:
     c = City(world)
     clock = T0
@@ -381,7 +400,7 @@ COUNTS = ("received", "responded", "resolved", "rated", "satisfied", "overdue", 
 def test_incremental_counters_equal_a_recount(world: World, openings: list[int],
                                               steps: list[tuple]) -> None:
     c = drive(world, openings, steps)  # City.send asserts no counter ever goes negative
-    assert c.now == recount(c.history)
+    assert recount(c.history, TZ) == (c.days, c.now)
     # every event counted once, on its local day
     events = [e for h_ in c.history.values() for e in h_]
     total: dict[str, int] = {}
@@ -413,3 +432,57 @@ def test_incremental_counters_equal_a_recount(world: World, openings: list[int],
         for name, v in f.items():
             if name.endswith("_rate") and v is not None:
                 assert 0 <= v <= 1, (name, f)
+
+
+# ---- recount from the events on zhida.case.events ----
+
+
+def _as_on_the_topic(c: City, rng: random.Random) -> dict[str, list[dict[str, Any]]]:
+    """Each case's event bodies out of order, some twice: a reader gets redelivered copies."""
+    out = {}
+    for case_id, bodies in c.messages.items():
+        copies = bodies + [b for b in bodies if rng.random() < 0.2]
+        rng.shuffle(copies)
+        out[case_id] = copies
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(openings=st.lists(st.integers(0, len(OPENINGS) - 1), min_size=1, max_size=3),
+       steps=st.lists(step, max_size=40), seed=st.integers(0, 2**16),
+       cut=st.integers(-60, 60 * 48))
+def test_recount_of_the_topic_equals_the_incremental_counters(
+        world: World, openings: list[int], steps: list[tuple], seed: int, cut: int) -> None:
+    c = drive(world, openings, steps)
+    topic = _as_on_the_topic(c, random.Random(seed))
+    assert recount(topic, TZ) == (c.days, c.now)
+    until = T0 + timedelta(minutes=cut)
+    assert recount(topic, TZ, until) == as_of(c, until)
+
+
+def test_recount_of_the_scenario(scenario: City) -> None:
+    """The hand-computed days and now of the story, from its events alone."""
+    days, now = recount(scenario.messages, TZ)
+    assert (days, now) == (scenario.days, scenario.now)
+    assert "2026-11-24" in days and now[D] == {"backlog": 1, "overdue": 1}
+    for until in (T0 - timedelta(minutes=1), h(1), h(3, 30), h(7), h(10)):
+        assert recount(scenario.messages, TZ, until) == as_of(scenario, until), until
+    assert recount(scenario.messages, TZ, T0 - timedelta(minutes=1)) == ({}, {})
+    # a naive ``now`` is UTC, as in day_of
+    assert recount(scenario.messages, TZ, h(7).replace(tzinfo=None)) == as_of(scenario, h(7))
+
+
+def test_as_event_takes_messages_models_and_events(scenario: City) -> None:
+    from schemas.outbound import CaseEventMessage
+
+    body = scenario.messages["c3"][-1]
+    event = scenario.history["c3"][-1]
+    assert as_event(body).type == event.type and as_event(body).at == event.at
+    model = CaseEventMessage.model_validate(body)
+    assert as_event(model) == as_event(body)
+    assert as_event(event) is event
+    assert recount({"c3": [model]}, TZ) == recount({"c3": [body]}, TZ)
+
+
+def test_recount_knows_the_stage_starts_decide_knows() -> None:
+    assert figures_module._STAGE_STARTS == STAGE_STARTS
