@@ -318,7 +318,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 def _reading(data: dict[str, Any], caps: dict[int, dict[str, Any]]) -> list[str]:
-    """What the figures say, from the figures; then any notes recorded with the run."""
+    """What the figures say, computed from them; then any notes recorded with the run."""
     out = []
     one = caps.get(1, {}).get("median")
     for w, v in caps.items():
@@ -326,9 +326,26 @@ def _reading(data: dict[str, Any], caps: dict[int, dict[str, Any]]) -> list[str]
         top = max((s for x in data["ladders"] if x["workers"] == w for s in x["steps"]),
                   key=lambda s: s["rate"], default=None)
         at = _at_rate(data, w, top["rate"]) if top else None
-        where = f"; at {top['rate']:,.0f}/s the cores used were {_cores(at['cores'])}" \
-            if top and at else ""
+        where = (f"; at {top['rate']:,.0f}/s (carried in {at['carried']} of {at['runs']}) the "
+                 f"cores used were {_cores(at['cores'])}") if top and at else ""
         out.append(f"- **{w} worker(s)**: {v['median']:,.0f} complaints/s{ratio}{where}.")
+    idle = [x["idle_cpu"] for x in data["ladders"] if x.get("idle_cpu")]
+    if idle:
+        def m(key: str) -> float:
+            return statistics.median(c.get(key, 0.0) for c in idle)
+
+        workers = statistics.median(
+            sum(v for k, v in c.items() if k.startswith("worker")) / max(
+                1, sum(1 for k in c if k.startswith("worker"))) for c in idle)
+        out.append(
+            f"- **Waiting costs the broker**: with no input at all the broker used "
+            f"{m('broker'):.2f} of a core (median over the ladders), each worker "
+            f"{workers:.2f}, the generator and reader {m('bench'):.2f}. The broker answers "
+            "every consumer's fetch loop over every partition it reads (each worker's "
+            "topics, the reader's dispatch topics) and, under load, lists every record "
+            "batch it stores on each fetch (docs/benchmarks-broker-fetch.md): the "
+            "generator sends each complaint alone (linger 0, to time it), so every "
+            "complaint is a batch on the intake topic.")
     notes = data.get("notes")
     if isinstance(notes, list):
         out += [str(x) for x in notes]

@@ -53,6 +53,8 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import os
+import statistics
 import sys
 import time
 from collections import Counter, defaultdict
@@ -78,6 +80,7 @@ from tests.crashload import (
     TICK,
     TOPO,
     CrashConfig,
+    CrashResult,
     CrashRun,
     Load,
     Reader,
@@ -544,7 +547,8 @@ class CityReport(Report):
             f"updates: {c.get('updates_sent', 0):,} sent ({c.get('updates_by_action', {})}), "
             f"{c.get('updates_as_event', 0):,} as events, {c.get('updates_dead_lettered', 0)} "
             f"dead-lettered; ratings {c.get('ratings_sent', 0):,} "
-            f"({c.get('ratings_late', 0)} after the case closed)",
+            f"({c.get('ratings_late', 0)} after the case closed, "
+            f"{c.get('ratings_refused_in_time', 0)} of them sent by the feedback due)",
             f"directives: {c.get('directives_sent', 0)} ({c.get('tasks_sent', 0)} tasks), "
             f"completed {c.get('directives_completed', 0)} of "
             f"{c.get('directives_to_complete', 0)} due",
@@ -694,7 +698,7 @@ def check_cityday(sent: CityDaySent, records: Iterable[Record]) -> CityReport:
                                         o.dorders_of, o.dead_by_ref, v, TOPO)
     counts |= {k: n for k, n in dcounts.items() if not k.startswith("_")}
     counts["updates_as_event"] += dcounts["_as_event"]
-    rep.dead_letter_reasons = _dead_letters(sent, o, cases, v)
+    rep.dead_letter_reasons, counts["ratings_refused_in_time"] = _dead_letters(sent, o, cases, v)
     for oid, recs in o.by_id.items():
         if len(recs) > 1 and len(bodies := _distinct_bodies(recs)) > 1:
             v.append(Violation("dup_conflict", oid, f"{len(bodies)} bodies under one id"))
@@ -868,24 +872,39 @@ def _updates(sent: CityDaySent, o: Outputs, cases: dict[str, list[dict[str, Any]
 
 
 def _dead_letters(sent: CityDaySent, o: Outputs, cases: dict[str, list[dict[str, Any]]],
-                  v: list[Violation]) -> dict[str, int]:
-    """Only what the load meant: forged updates, and ratings that came after the close."""
+                  v: list[Violation]) -> tuple[dict[str, int], int]:
+    """Only what the load meant: forged updates, and ratings that came after the close.
+    Also returns how many of those ratings were sent (their ``at``) by the feedback due."""
     forged = {u.update_id for u in (*sent.updates, *sent.directive_updates)
               if u.expect == "unauthorized"}
     ratings = {r.feedback_id: r for r in sent.ratings}
     reasons: Counter[str] = Counter()
+    in_time: set[str] = set()
     for r in o.dead:
         reason, ref = str(r.f.get("reason")), str(r.f.get("ref") or "")
         reasons[reason] += 1
         if ref in forged and reason == "unauthorized":
             continue
         rating = ratings.get(ref)
-        if (rating is not None and reason == "invalid_transition"
-                and any(e.get("type") == "closed" for e in cases.get(rating.case_id, []))):
+        trail = cases.get(rating.case_id, []) if rating is not None else []
+        if reason == "invalid_transition" and any(e.get("type") == "closed" for e in trail):
+            if _sent_by_due(r, trail):
+                in_time.add(ref)
             continue
         v.append(Violation("unexpected_dead_letter", ref or str(r.key),
                            f"{reason}: {r.f.get('detail')}"))
-    return dict(reasons)
+    return dict(reasons), len(in_time)
+
+
+def _sent_by_due(letter: Record, trail: list[dict[str, Any]]) -> bool:
+    """The refused rating's own ``at`` is not after the feedback due of the case's last
+    resolution: the citizen rated in time, the deadline was processed first."""
+    try:
+        at = datetime.fromisoformat(orjson.loads(letter.body()["original"])["at"])
+        due = [e["due"] for e in trail if e.get("type") == "resolved" and e.get("due")][-1]
+        return at <= datetime.fromisoformat(due)
+    except (KeyError, IndexError, TypeError, ValueError, orjson.JSONDecodeError):
+        return False
 
 
 # ---------------------------------------------------------------------------- the figures
@@ -968,6 +987,21 @@ class CityDayRun(CrashRun):
         self.tz = tz
         self.sent: CityDaySent | None = None  # kept for a test to check the checker with
         self.records: list[Record] = []
+        self.loadavg: list[float] = []  # 1-minute load average, every 10 s
+
+    async def run(self) -> CrashResult:
+        """crashload's run, with the machine's load average sampled: on shared cores the
+        latencies depend on what else runs, and the page says so."""
+        sampler = asyncio.create_task(self._sample_load())
+        try:
+            return await super().run()
+        finally:
+            sampler.cancel()
+
+    async def _sample_load(self, every: float = 10.0) -> None:
+        while True:
+            self.loadavg.append(os.getloadavg()[0])
+            await asyncio.sleep(every)  # a sampling period, not a synchronisation
 
     def _make_load(self, reader: Reader) -> Load:
         return CityDayLoad(self.bootstrap, reader, self.day)
@@ -1030,7 +1064,9 @@ class CityDayRun(CrashRun):
                 "figures": {"from": want.get("from"), "to": want.get("to"),
                             "recount": {n: want.get(n) for n in FIELDS},
                             "workers": answers, "outputs_after_quiet": len(reader) - seen},
-                "latency": latency_figures(load.latency, kills)}
+                "latency": latency_figures(load.latency, kills),
+                "loadavg": {"mean": round(statistics.fmean(self.loadavg), 2) if self.loadavg
+                            else None, "max": max(self.loadavg, default=None)}}
 
     def _ask(self, i: int, want: dict[str, Any]) -> dict[str, Any]:
         """Worker ``i``'s city figures, asked until they equal ``want`` with every partition
@@ -1145,7 +1181,10 @@ def render(data: dict[str, Any]) -> str:
         f"{r['load_seconds']:.0f} s of load, then {r['drain_seconds']:.0f} s until quiet; "
         f"one worker SIGKILLed every {cfg['kill_every']:g} s in turn and restarted "
         f"{cfg['down']:g} s later ({len(kills)} kill{'' if len(kills) == 1 else 's'}). "
-        f"Total {r['total_seconds'] / 60:.1f} min.",
+        f"Total {r['total_seconds'] / 60:.1f} min; the 1-minute load average over the run: "
+        f"mean {_n(extra.get('loadavg', {}).get('mean'))}, max "
+        f"{_n(extra.get('loadavg', {}).get('max'))} on {m.get('cores')} cores (whatever else "
+        "ran on the machine shares them: the latencies depend on it, the checks do not).",
         "",
         "| target (issue 23) | measured | |",
         "|---|---|---|",
@@ -1197,8 +1236,9 @@ def _inputs_table(c: dict[str, Any], day: dict[str, Any], extra: dict[str, Any])
         f"{_n(c.get('updates_dead_lettered'))} dead-lettered |",
         f"| ratings | {_n(c.get('ratings_sent'))} | "
         + ", ".join(f"{k} {_n(n)}" for k, n in sorted(ratings.items()))
-        + f"; {_n(c.get('ratings_late'))} came after the feedback window had closed the "
-        "case (dead-lettered `invalid_transition`) |",
+        + f"; {_n(c.get('ratings_late'))} came after the feedback deadline had closed the "
+        f"case (dead-lettered `invalid_transition`), {_n(c.get('ratings_refused_in_time'))} "
+        "of them sent (their `at`) by that deadline |",
         f"| directives | {_n(c.get('directives_sent'))} | {_n(c.get('tasks_sent'))} tasks, "
         f"{_n(c.get('directive_acks_sent'))} acks, {_n(c.get('reports_sent'))} reports; "
         f"{_n(c.get('directives_completed'))} of {_n(c.get('directives_to_complete'))} "
