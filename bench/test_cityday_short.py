@@ -28,7 +28,7 @@ from tests.crashload import CrashConfig, Record, make_record
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "tests" / "data" / "cityday-short.toml"
 TZ = ZoneInfo("Asia/Shanghai")  # the policy's calendar zone (the default)
 SECONDS = 60.0  # of load: ~20 complaints/s on average, ~40/s at the day's peaks
