@@ -144,7 +144,8 @@ async def ladder(args: argparse.Namespace, workdir: Path, workers: int, repeat: 
     assert broker_proc is not None
     SESSIONS.append((f"broker {label}", broker_proc.pid))
     group = Group(broker.bootstrap, workdir, tag, workers, args.partitions,
-                  {"ZHIDA_STANDBY_REPLICAS": str(args.standby)})
+                  {"ZHIDA_STANDBY_REPLICAS": str(args.standby),
+                   "ZHIDA_STANDBY_REPLICAS_UNSAFE": "1" if args.standby else "0"})
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
     expected: set[str] = set()
     sent: dict[str, float] = {}

@@ -73,6 +73,7 @@ from engine.broker import EmbeddedBroker
 from engine.core.figures import figures, recount, stats
 from engine.ids import case_id_for
 from engine.policy import Policy
+from engine.settings import Settings
 from engine.sim.generator import SENSORS_PER_STREET, Generator
 from tests.crashload import (
     CITY,
@@ -1099,13 +1100,23 @@ def configs(args: argparse.Namespace) -> tuple[CrashConfig, DayConfig]:
     day = DayConfig(seconds=seconds, complaints=round(30_000 * scale),
                     alarms=round(5_000 * scale), storm=min(400, round(5_000 * scale) // 2),
                     directives=args.directives, seed=args.seed)
+    env = {"ZHIDA_POLICY": str(args.policy)}
+    if args.standby_replicas is not None:
+        env["ZHIDA_STANDBY_REPLICAS"] = str(args.standby_replicas)
+        env["ZHIDA_STANDBY_REPLICAS_UNSAFE"] = "1" if args.standby_replicas else "0"
     cfg = CrashConfig(duration=seconds, kill_every=args.kill_every, kills=args.kills, rate=0.0,
                       min_uptime=10.0, jitter=5.0, tail=10.0, ready_timeout=120.0,
                       drain_timeout=args.drain_timeout, forge_every=day.forge_every,
-                      directive_every=0, seed=args.seed,
-                      worker_env={"ZHIDA_POLICY": str(args.policy)},
+                      directive_every=0, seed=args.seed, worker_env=env,
                       workers=args.workers, down=args.down)
     return cfg, day
+
+
+def standby_replicas(cfg: CrashConfig) -> int:
+    """The workers' standby replicas: the flag's, else the engine's default."""
+    given = cfg.worker_env.get("ZHIDA_STANDBY_REPLICAS") or os.environ.get(
+        "ZHIDA_STANDBY_REPLICAS")
+    return int(given) if given else int(Settings.model_fields["standby_replicas"].default)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -1129,7 +1140,8 @@ async def run(args: argparse.Namespace) -> int:
     print(result.summary())
     data = {"date": datetime.now(UTC), "machine": machine(), "result": result.to_json(),
             "policy": str(Path(args.policy).resolve().relative_to(ROOT))
-            if Path(args.policy).resolve().is_relative_to(ROOT) else str(args.policy)}
+            if Path(args.policy).resolve().is_relative_to(ROOT) else str(args.policy),
+            "standby_replicas": standby_replicas(cfg)}
     data["result"]["config"].pop("worker_env", None)  # a path on this machine
     out_json = args.json or workdir / "result.json"
     out_json.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NAIVE_UTC))
@@ -1177,7 +1189,8 @@ def render(data: dict[str, Any]) -> str:
         f"Measured {data['date']:%Y-%m-%d %H:%M} UTC on {m.get('cores')} cores "
         f"({m.get('cpu')}), {m.get('ram_gib')} GiB, commit {m.get('commit')}: the embedded "
         f"broker (Tansu), {cfg['workers']} workers of one group and the load on the same "
-        f"machine, policy `{data.get('policy')}`. A day at {day.get('speed', 0):g}x: "
+        f"machine, policy `{data.get('policy')}`, standby replicas "
+        f"{_n(data.get('standby_replicas'))}. A day at {day.get('speed', 0):g}x: "
         f"{r['load_seconds']:.0f} s of load, then {r['drain_seconds']:.0f} s until quiet; "
         f"one worker SIGKILLed every {cfg['kill_every']:g} s in turn and restarted "
         f"{cfg['down']:g} s later ({len(kills)} kill{'' if len(kills) == 1 else 's'}). "
@@ -1320,6 +1333,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--down", type=float, default=5.0, help="seconds a killed worker stays down")
     p.add_argument("--directives", type=int, default=20)
     p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--standby-replicas", type=int, default=None,
+                   help="the workers' ZHIDA_STANDBY_REPLICAS (default: the engine's default)")
     p.add_argument("--policy", type=Path, default=POLICY)
     p.add_argument("--drain-timeout", type=float, default=600.0,
                    help="cap on the wait for quiet and complete outputs after the load")

@@ -557,7 +557,8 @@ async def phase(args: argparse.Namespace, workdir: Path, n: int, standby: int,
     """A fresh broker and group: build N, quiet, ``--kills`` kills in turn, checks.
     ``group_timing``: (session, rebalance) timeouts in seconds instead of the engine's."""
     tag = f"fo{os.getpid() % 10000}{label}"
-    env = {"ZHIDA_STANDBY_REPLICAS": str(standby)}
+    env = {"ZHIDA_STANDBY_REPLICAS": str(standby),  # refused by default: measured only
+           "ZHIDA_STANDBY_REPLICAS_UNSAFE": "1" if standby else "0"}
     session, rebalance = group_timing or (DEFAULT_SESSION, DEFAULT_REBALANCE)
     if group_timing is not None:
         env["ZHIDA_SESSION_TIMEOUT"] = str(session)

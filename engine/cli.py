@@ -51,7 +51,10 @@ def _settings(**overrides: object) -> Any:
         return Settings.from_env(**overrides)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
-        name = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise OpsError(f"settings: {first['msg'].removeprefix('Value error, ')}",
+                           EXIT_USAGE) from None
+        name = str(first["loc"][0])
         source = (f"--{name.replace('_', '-')}" if overrides.get(name) is not None
                   else f"ZHIDA_{name.upper()}")
         raise OpsError(f"setting {name} ({source}): {first['msg']}, "

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -46,10 +46,11 @@ class Settings(BaseModel):
     # warm copies of each case-table partition on other workers (faust's
     # table_standby_replicas): a SIGKILLed worker's partitions move to a worker that reads
     # only their changelog's tail. Measured (docs/benchmarks-failover.md, 300k open cases,
-    # 3 workers): first new case 7.7 s after the kill with 1, 9.9 s with 0; faust's assignor
-    # can promote only some of them with 1 and 3+ workers (workers - 1 covers all). No
-    # effect with one worker. Default 0 until a timer test with 1 is diagnosed (operations.md)
+    # 3 workers): first new case 7.7 s after the kill with 1, 9.9 s with 0. Refused unless
+    # ``standby_replicas_unsafe``: in the city day under kill -9 with 1, a promoted standby
+    # lacked changelog records and 67 case events forked (docs/operations.md "Failover")
     standby_replicas: int = Field(default=0, ge=0)
+    standby_replicas_unsafe: bool = False
     # measured (docs/benchmarks.md): the writer awaits its sends twice per batch, so a long
     # linger is pure waiting; 1 ms linger with a 10 ms batch window gave the best throughput
     # (1,202/s median against 1,081/s at 5 ms / 5 ms) and the lower latency
@@ -73,6 +74,16 @@ class Settings(BaseModel):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     sasl_username: str | None = None
     sasl_password: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _standbys_only_when_unsafe_accepted(self) -> Settings:
+        if self.standby_replicas and not self.standby_replicas_unsafe:
+            raise ValueError(
+                f"standby replicas ({self.standby_replicas}) are off in this version: a "
+                "promoted standby missed changelog records and forked case histories under "
+                "kill -9 (docs/operations.md, Failover); ZHIDA_STANDBY_REPLICAS_UNSAFE=1 "
+                "runs them anyway, for measurement only")
+        return self
 
     def client_kwargs(self) -> dict[str, Any]:
         """The authentication arguments of every aiokafka client the engine opens."""

@@ -73,6 +73,8 @@ def decide(state: CaseState | None, cmd: Command, world: World) -> Decision:
         if state is not None:
             return Duplicate(cmd.key)
         return _open(cmd, body, world)
+    if isinstance(body, JoinCase) and state is not None and cmd.key in state.joins:
+        return Duplicate(cmd.key)  # joined already, closed since or not: one outcome
     if isinstance(body, JoinCase) and (state is None or state.state == "closed"):
         return Bounce(merge.bounce(cmd))  # the report opens its own case: nothing lost
     if state is None:

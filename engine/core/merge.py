@@ -44,6 +44,7 @@ from engine.core.model import (
 from engine.core.world import World
 
 CANDIDATES_KEPT = 64  # the most recent open cases a group remembers
+ROUTED_KEPT = 128  # the most recent reports a group routed, with the case each went to
 RATING_ORDER = ("unsatisfied", "basically_satisfied", "satisfied")  # worst first
 
 
@@ -59,6 +60,9 @@ class GroupState(Frozen):
 
     key: str
     candidates: tuple[Candidate, ...] = ()
+    # (report's own case id, the case it went to): a report sent again (the intake is
+    # at-least-once) goes where it went the first time, whatever the group has learnt since
+    routed: tuple[tuple[str, str], ...] = ()
     through: int = -1  # the last command offset applied (engine/writer.py)
 
 
@@ -134,6 +138,9 @@ def route(group: GroupState | None, cmd: Command, window: timedelta, radius_m: f
         return Routed(g.model_copy(update={"candidates": kept}), None, joined=False)
     assert isinstance(body, GroupOpen)
     own, report = body.case_id, body.open
+    went = next((to for o, to in reversed(g.routed) if o == own), None)
+    if went is not None:  # the same report again: where it went, a duplicate there
+        return Routed(g, _to(cmd, went, own, report), joined=False)
     live = tuple(c for c in g.candidates if cmd.at - c.opened_at < window)
     if any(c.case_id == own for c in live):  # the same report again: its own case says so
         return Routed(g, _open(cmd, own, report), joined=False)
@@ -145,14 +152,23 @@ def route(group: GroupState | None, cmd: Command, window: timedelta, radius_m: f
             match = c
             break
     if match is not None:
-        join = Command(case_id=match.case_id, at=cmd.at, origin=cmd.origin,
-                       body=JoinCase(open=report, own_case_id=own))
-        return Routed(g.model_copy(update={"candidates": live}), join, joined=True)
+        routed = (*g.routed, (own, match.case_id))[-ROUTED_KEPT:]
+        return Routed(g.model_copy(update={"candidates": live, "routed": routed}),
+                      _to(cmd, match.case_id, own, report), joined=True)
     new = Candidate(case_id=own, opened_at=cmd.at, lat=point[0] if point else None,
                     lon=point[1] if point else None)
     kept = (*live, new)[-CANDIDATES_KEPT:]
-    return Routed(g.model_copy(update={"candidates": kept}), _open(cmd, own, report),
-                  joined=False)
+    routed = (*g.routed, (own, own))[-ROUTED_KEPT:]
+    return Routed(g.model_copy(update={"candidates": kept, "routed": routed}),
+                  _open(cmd, own, report), joined=False)
+
+
+def _to(cmd: Command, case_id: str, own: str, report: OpenCase) -> Command:
+    """The report to ``case_id``: its own case opens, another is joined."""
+    if case_id == own:
+        return _open(cmd, own, report)
+    return Command(case_id=case_id, at=cmd.at, origin=cmd.origin,
+                   body=JoinCase(open=report, own_case_id=own))
 
 
 def _open(cmd: Command, case_id: str, report: OpenCase) -> Command:

@@ -120,6 +120,15 @@ def _bad_files(tmp: Path) -> list[tuple[str, Path, str]]:
     ]
 
 
+def test_standby_replicas_are_refused_in_one_line() -> None:
+    """A promoted standby forked case histories (docs/operations.md, Failover): a worker
+    asked for them says so in one line and exits 2 before it touches a broker."""
+    r = zhida("worker", env={"ZHIDA_STANDBY_REPLICAS": "1"})
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ZHIDA_STANDBY_REPLICAS_UNSAFE=1" in lines[0], r.stderr
+
+
 def test_bad_operator_files_one_line_naming_file_and_field(tmp_path: Path) -> None:
     problems = []
     for flag, path, field in _bad_files(tmp_path):

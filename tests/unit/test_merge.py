@@ -233,3 +233,56 @@ def test_every_report_ends_on_exactly_one_open_case(world: World,
     assert all(c.cases[cid].complainants == n for cid, n in landed.items())
     orders = [o for o in c.outputs if o.channel == "dispatch"]
     assert len(orders) == len(c.cases)
+
+
+def test_a_report_sent_again_goes_where_it_went_first(world: World) -> None:
+    """The intake is at-least-once: a complaint read again after a kill reaches its group a
+    second time, after the group has learnt newer cases. It lands where it went the first
+    time (found by the city day under kill -9: one complaint received on two cases)."""
+    c = City(world)
+    a = c.report(complaint(1))
+    assert c.report(complaint(2)) == a
+    # a case opened later in the group (another place's report cannot join: same group)
+    later = c.report(complaint(3, location={"unit": STREET}), at=T0 + WINDOW + timedelta(seconds=1))
+    assert later != a
+    assert c.report(complaint(2), at=T0 + WINDOW + timedelta(seconds=2)) == a
+    assert c.cases[a].complainants == 2 and c.cases[later].complainants == 1
+
+
+def test_a_repeated_join_to_a_case_closed_since_is_a_duplicate(world: World) -> None:
+    c = City(world)
+    a = c.report(complaint(1))
+    assert c.report(complaint(2)) == a
+    for cmd in (update_cmd("ack", STREET, a), update_cmd("resolve", STREET, a),
+                rate_cmd("satisfied", a), rate_cmd("satisfied", a)):
+        c.case(cmd)
+    assert c.cases[a].state == "closed"
+    again = Command(case_id=a, at=T0, body=JoinCase(
+        open=complaint(2), own_case_id=case_id_for("complaint", "k2")))
+    assert isinstance(decide(c.cases[a], again, world), Duplicate)  # not a bounce
+    assert c.report(complaint(2)) == a  # and from the group: the same case
+    assert c.bounced == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 300), st.booleans()),
+                min_size=1, max_size=30))
+def test_a_report_sent_any_number_of_times_has_one_case(world: World,
+                                                     reports: list[tuple[int, int, bool]]
+                                                     ) -> None:
+    """Reports of one group, some sent again later (at-least-once intake), some cases
+    closing in between: every report's copies end on one case, counted once there."""
+    c = City(world)
+    went: dict[int, set[str]] = {}
+    for i, (n, minute, close) in enumerate(sorted(reports, key=lambda r: r[1])):
+        at = T0 + timedelta(minutes=minute, seconds=i)
+        cid = c.report(complaint(n), at=at)
+        went.setdefault(n, set()).add(cid)
+        s = c.cases[cid]
+        if close and s.state == "dispatched":
+            for cmd in (update_cmd("ack", STREET, cid), update_cmd("resolve", STREET, cid)):
+                c.case(cmd)
+            for _ in range(c.cases[cid].complainants):
+                c.case(rate_cmd("satisfied", cid))
+    assert all(len(cases) == 1 for cases in went.values()), went
+    assert sum(s.complainants for s in c.cases.values()) == len(went)
