@@ -93,10 +93,12 @@ class City:
             self.outputs += react(new, self.files[cmd.case_id], d.events,
                                   self.world.topology)
             if new.state == "closed" and new.group:
-                self.groups[new.group] = merge.route(
+                forgot = merge.route(
                     self.groups[new.group], Command(case_id=new.group, at=cmd.at,
                                                     body=GroupForget(case_id=cmd.case_id)),
-                    WINDOW, 100.0).group
+                    WINDOW, 100.0)
+                if forgot is not None:  # None: the group had dropped it (the window) already
+                    self.groups[new.group] = forgot.group
         return cmd.case_id
 
     def notices(self, kind: str) -> set[str]:
