@@ -43,7 +43,7 @@ from bench.run import (
     progress,
     write_page,
 )
-from engine.broker import EmbeddedBroker
+from engine.tools.broker import EmbeddedBroker
 
 RECORD = b"x" * 200
 TRICKLE_PER_S = 20.0

@@ -58,9 +58,9 @@ from bench.run import (
 )
 from bench.scale import SESSIONS, check_sessions
 from bench.workload import complaints
-from engine.broker import EmbeddedBroker
-from engine.ids import case_id_for
-from engine.settings import Settings
+from engine.core.ids import case_id_for
+from engine.runtime.settings import Settings
+from engine.tools.broker import EmbeddedBroker
 
 OUT = ROOT / "docs" / "benchmarks-capacity.md"
 P99_LIMIT_MS = 1000.0  # issue 23: intake→dispatch p99 under 1 s

@@ -14,7 +14,7 @@ feedback 30 s, supervision 20 s; urgent halves; 一事多诉 window 72 s, the sh
 The simulated day runs 86,400 / ``--speed`` seconds (864 s at 100x; ``--duration`` sets it).
 The load (``CityDayLoad``, on tests/crashload.py's ``Load``) follows a day's shape by hour:
 30,000 complaints (``--rate-scale`` scales the volume) with the hotline's curve (night lows,
-peaks at 10:00 and 15:00), bodies from the engine's simulator (engine/sim/generator.py: real
+peaks at 10:00 and 15:00), bodies from the engine's simulator (engine/tools/sim/generator.py: real
 streets weighted to the central districts, the catalogue's categories with a real-life skew,
 5 % located by coordinates or address, 5 % followed by neighbours calling about the same
 thing); 5,000 alarms with a flatter curve, among them the evening storm at 17:30: 400
@@ -69,12 +69,12 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.run import ROOT, bench_parser, machine, page_text, write_page
-from engine.broker import EmbeddedBroker
 from engine.core.figures import figures, recount, stats
-from engine.ids import case_id_for
-from engine.policy import Policy
-from engine.settings import Settings
-from engine.sim.generator import SENSORS_PER_STREET, Generator
+from engine.core.ids import case_id_for
+from engine.data.policy import Policy
+from engine.runtime.settings import Settings
+from engine.tools.broker import EmbeddedBroker
+from engine.tools.sim.generator import SENSORS_PER_STREET, Generator
 from tests.crashload import (
     CITY,
     NAMES,

@@ -2,7 +2,7 @@
 
     python -m bench.directives [--repeats 3]
 
-One embedded broker (Tansu) and one engine worker (``python -m engine.cli worker``, RocksDB),
+One embedded broker (Tansu) and one engine worker (``python -m engine.tools.cli worker``, RocksDB),
 as ``make bench`` starts them. Each repeat:
 
 1. **Fan-out**: a directive from the city centre to ``{"level": "street"}`` (1,031 streets).
@@ -52,8 +52,8 @@ from bench.run import (
     stop_all_children,
     write_page,
 )
-from engine.broker import EmbeddedBroker
-from engine.topology import Topology
+from engine.data.topology import Topology
+from engine.tools.broker import EmbeddedBroker
 
 CITY = "500000"
 OUT = ROOT / "docs" / "benchmarks-directives.md"

@@ -4,14 +4,15 @@
                              [--partitions 6] [--rate 20] [--short-session 1.5]
 
 Each phase (one N, one standby setting) runs on a fresh embedded broker (Tansu, memory
-storage) with three engine workers of one group (`python -m engine.cli worker`: one app id and
+storage) with three engine workers of one group (`python -m engine.tools.cli worker`: one app id and
 topic prefix, own data dir and HTTP port, `ZHIDA_PARTITIONS`, `ZHIDA_STANDBY_REPLICAS`, merging
 off). N open cases are made the way bench/scale.py makes them fast: the open-case commands the
 intake agent would forward, written straight to `case.commands` in batches of 5,000 (never more
 than 20,000 ahead of the cases dispatched, counted from every worker's
 `zhida_case_events_total{type="dispatched"}`). Then a steady trickle of complaints (`--rate`
 a second, their ids chosen so that their case ids' partitions on `case.commands`,
-`engine.store.partition_of`, take every partition in turn) runs through intake for the rest of
+`engine.runtime.store.partition_of`, take every partition in turn) runs through intake for the rest
+of
 the phase, and a plain aiokafka consumer reads every dispatch topic from its end.
 
 Before each kill the group is quiet: every worker ready, every worker's
@@ -71,13 +72,13 @@ from bench.run import (
 )
 from bench.scale import SESSIONS, check_sessions
 from bench.workload import complaints
-from engine.broker import EmbeddedBroker, free_port
-from engine.catalogue import Catalogue
+from engine.core.ids import case_id_for
 from engine.core.model import Origin
-from engine.ids import case_id_for
-from engine.settings import Settings
-from engine.store import partition_of
-from engine.topology import CITY_TOPIC_KEY, Topology
+from engine.data.catalogue import Catalogue
+from engine.data.topology import CITY_TOPIC_KEY, Topology
+from engine.runtime.settings import Settings
+from engine.runtime.store import partition_of
+from engine.tools.broker import EmbeddedBroker, free_port
 from handlers.complaints import to_command as complaint_command
 from schemas.codec import encode
 from topics import TopicNames
@@ -174,8 +175,8 @@ class Member:
         self.starts += 1
         self.child = Child(
             f"{self.group.tag} worker {self.index}#{self.starts}",
-            [sys.executable, "-m", "engine.cli", "worker", "--bootstrap", self.group.bootstrap,
-             "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "engine.tools.cli", "worker", "--bootstrap",
+             self.group.bootstrap, "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
             self.log_path, self.group.env)
         SESSIONS.append((self.child.name, self.child.proc.pid))
 
@@ -905,7 +906,7 @@ def _reading(data: dict[str, Any]) -> list[str]:
             f"records behind (median {med(behind_) or 0:,.0f}: what arrived since the "
             f"standby's last read). Without standbys at {TARGET_N:,} cases they were "
             f"{med([k.get('behind') for k in cold]) or 0:,.0f} behind (median), read by the "
-            "bulk restore (engine/recovery.py) at "
+            "bulk restore (engine/runtime/kafka/recovery.py) at "
             + ", ".join(f"{k['bulk_records'] / k['bulk_seconds']:,.0f} records/s (load "
                         f"{k['load']})" for k in cold if k.get("bulk_seconds"))
             + ": the bulk restore is what keeps even a cold takeover of 100,000 cases within "

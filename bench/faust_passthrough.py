@@ -1,7 +1,7 @@
 """A minimal faust app for the benchmark: consume the input topic, ``await topic.send()`` one
 ~300-byte message per event. No tables, no engine code: the framework's own cost.
 
-Broker settings are the engine's (engine/app.py): rebalance/session/heartbeat timeouts,
+Broker settings are the engine's (engine/runtime/app.py): rebalance/session/heartbeat timeouts,
 earliest offsets, commit interval, producer linger, and by default the engine's transport
 (``zhida://``, a 50 ms fetch wait instead of faust's hard-coded 1.5 s).
 
@@ -18,7 +18,7 @@ import sys
 import faust
 
 from bench.workload import transform
-from engine import transport
+from engine.runtime.kafka import transport
 
 
 def build() -> faust.App:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from bench.run import Ctx, bench_parser, harness, latency, progress, stop_all_children
 from bench.workload import complaints
-from engine.broker import EmbeddedBroker
-from engine.topology import Topology
+from engine.data.topology import Topology
+from engine.tools.broker import EmbeddedBroker
 
 
 async def run(args: argparse.Namespace) -> int:

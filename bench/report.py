@@ -13,7 +13,8 @@ from typing import Any
 NOTES_RAW = 53_000
 NOTES_FAUST_SEND = 2_400
 NOTES_FAUST_CONSUME_ONLY = 6_000
-LATENCY_TARGET_MS = 1000.0  # engine/transport.py: a complaint dispatched within a second
+# engine/runtime/kafka/transport.py: a complaint dispatched within a second
+LATENCY_TARGET_MS = 1000.0
 
 TEMPLATE = """\
 # Benchmarks
@@ -59,7 +60,7 @@ on fresh topics of 4 partitions; the figure is the median of the repeats.
   the worker starts; a plain aiokafka consumer on the output topic times from the first output
   to the {a[n]:,}-th, so start-up is excluded (and reported apart: process start to first
   output).
-- **(c) the engine**: `python -m engine.cli worker` with a fresh `ZHIDA_APP_ID`, topic prefix
+- **(c) the engine**: `python -m engine.tools.cli worker` with a fresh `ZHIDA_APP_ID`, topic prefix
   (`ZHIDA_PREFIX`) and data dir per repeat; once `GET /readyz` answers 200, the complaints are
   produced to `<prefix>intake.complaints` and the clock runs from the start of producing until
   a `kind=case` dispatch order for every complaint (its `case_id` =
@@ -246,7 +247,7 @@ def _reading(data: dict[str, Any]) -> str:
         verdict = "within" if p99 <= LATENCY_TARGET_MS else "**over**"
         line = (f"- **Latency** at {lat['rate']:g} complaints/s: p50 {lat['p50_ms']:.0f} ms, "
                 f"p99 {p99:.0f} ms, max {lat['max_ms']:.0f} ms — p99 {verdict} the 1 s "
-                "dispatch target quoted in engine/transport.py")
+                "dispatch target quoted in engine/runtime/kafka/transport.py")
         if med.get("engine"):
             line += (f"; the load is {lat['rate'] / med['engine']:.0%} of the measured "
                      "throughput")

@@ -3,7 +3,7 @@
     python -m bench.run [--n 20000] [--repeats 3] [--rate 200] [--latency-seconds 20]
 
 (a) raw aiokafka consume→transform→produce, (b) a plain faust passthrough
-(bench/faust_passthrough.py), (c) the engine (``python -m engine.cli worker``), each
+(bench/faust_passthrough.py), (c) the engine (``python -m engine.tools.cli worker``), each
 ``--repeats`` times, interleaved; then intake→dispatch latency at a fixed rate on a fresh
 engine worker. One embedded broker (Tansu) on a free port for the whole run, stopped at the end;
 every child process runs in its own session and is stopped (SIGINT, bounded wait, SIGKILL).
@@ -38,9 +38,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import report
 from bench.workload import complaints, transform
-from engine.broker import EmbeddedBroker, free_port
-from engine.ids import case_id_for
-from engine.topology import CITY_TOPIC_KEY, Topology
+from engine.core.ids import case_id_for
+from engine.data.topology import CITY_TOPIC_KEY, Topology
+from engine.tools.broker import EmbeddedBroker, free_port
 from topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -433,7 +433,7 @@ class EngineRun:
     async def start(self, timeout: float = 120.0) -> None:
         self.child = Child(
             f"engine worker {self.label}",
-            [sys.executable, "-m", "engine.cli", "worker", "--bootstrap", self.ctx.bootstrap,
+            [sys.executable, "-m", "engine.tools.cli", "worker", "--bootstrap", self.ctx.bootstrap,
              "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
             self.ctx.workdir / f"engine-{self.label}.log",
             {"ZHIDA_APP_ID": self.app_id, "ZHIDA_PREFIX": self.prefix,

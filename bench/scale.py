@@ -4,7 +4,7 @@
 
 Once, on its own embedded broker: a fresh worker is SIGKILLed at 0 cases and restarted (time
 to ``/readyz``). Then for each N, on a fresh embedded broker (Tansu, memory storage) and a
-fresh engine worker (``python -m engine.cli worker``, own app id, topic prefix and data dir):
+fresh engine worker (``python -m engine.tools.cli worker``, own app id, topic prefix and data dir):
 
 1. the worker's RSS at 0 cases (``VmRSS`` of ``/proc/<pid>/status``, polled until it settles);
 2. N valid complaints produced as fast as the engine takes them (at most ``--window``
@@ -49,11 +49,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.run import CHILDREN, Child, Failed, machine, no_merge_policy, stop_all_children
 from bench.workload import complaints
-from engine.broker import EmbeddedBroker, free_port
-from engine.catalogue import Catalogue
+from engine.core.ids import case_id_for
 from engine.core.model import Origin
-from engine.ids import case_id_for
-from engine.topology import CITY_TOPIC_KEY, Topology
+from engine.data.catalogue import Catalogue
+from engine.data.topology import CITY_TOPIC_KEY, Topology
+from engine.tools.broker import EmbeddedBroker, free_port
 from handlers.complaints import to_command as complaint_command
 from schemas.codec import encode
 from topics import TopicNames
@@ -228,7 +228,7 @@ class Worker:
         self.starts += 1
         self.child = Child(
             f"engine worker {self.label}#{self.starts}",
-            [sys.executable, "-m", "engine.cli", "worker", "--bootstrap", self.ctx.bootstrap,
+            [sys.executable, "-m", "engine.tools.cli", "worker", "--bootstrap", self.ctx.bootstrap,
              "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
             self.ctx.workdir / f"worker-{self.label}-{self.starts}.log",
             {"ZHIDA_APP_ID": self.app_id, "ZHIDA_PREFIX": self.prefix,
@@ -867,7 +867,7 @@ def render(data: dict[str, Any]) -> str:
         "waited for (`/readyz` 200), then its session is SIGKILLed (`os.killpg`) and a new "
         "process started at once on the same data dir; the clock runs from the SIGKILL to "
         "`/readyz` 200. A new complaint must then come out as a dispatch order.",
-        "- **Per N**, on a fresh embedded broker: a fresh worker (`python -m engine.cli "
+        "- **Per N**, on a fresh embedded broker: a fresh worker (`python -m engine.tools.cli "
         "worker`, own `ZHIDA_APP_ID`, `ZHIDA_PREFIX`, data dir, `ZHIDA_STORE`). Its RSS at 0 "
         "cases is read once it is ready. Then N valid complaints (`bench/workload.py`: every "
         "complaint category, real street codes, ~215 bytes of JSON) are produced in chunks of "

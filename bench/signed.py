@@ -43,11 +43,11 @@ from bench.run import (
     stop_all_children,
     write_page,
 )
-from engine import keys
-from engine.broker import EmbeddedBroker
-from engine.ids import case_id_for
-from engine.signing import Signer
-from engine.topology import Topology
+from engine.core.ids import case_id_for
+from engine.data.topology import Topology
+from engine.runtime.signing import Signer
+from engine.tools import keys
+from engine.tools.broker import EmbeddedBroker
 
 OUT = ROOT / "docs" / "benchmarks-signing.md"
 

@@ -1,10 +1,11 @@
-"""Cost of verifying ``zhida-signature`` (engine/signing.py) per message, on one core.
+"""Cost of verifying ``zhida-signature`` (engine/runtime/signing.py) per message, on one core.
 
     python -m bench.signing [--messages 20000] [--units 300] [--rounds 3]
 
 Builds ``--messages`` realistic unit updates (~300 bytes: ack, progress, resolve, return,
 assign with Chinese notes, real unit codes from the topology), issues an Ed25519 key per acting
-unit into a temporary JWKS with ``engine.keys.issue`` and signs every body with its unit's key,
+unit into a temporary JWKS with ``engine.tools.keys.issue`` and signs every body with its unit's
+key,
 then, single-threaded, times ``KeySet.verify`` per message (p50/p99/p99.9/max), the whole pass
 as verifications per second (best of ``--rounds``, no per-call timer), and for comparison the
 bare Ed25519 check of ``cryptography`` and the client's ``Signer.sign``. Prints a markdown
@@ -29,9 +30,9 @@ import cryptography
 import orjson
 from cryptography.hazmat.backends.openssl import backend as openssl
 
-from engine import keys
-from engine.signing import KeySet, Signer, b64url_decode, b64url_encode
-from engine.topology import Topology
+from engine.data.topology import Topology
+from engine.runtime.signing import KeySet, Signer, b64url_decode, b64url_encode
+from engine.tools import keys
 
 NOTES = {
     "ack": "已签收，网格员正在赶往现场核实情况，将按时限要求安排处置并及时反馈结果。",

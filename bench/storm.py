@@ -45,9 +45,9 @@ from bench.run import (
     stop_all_children,
     write_page,
 )
-from engine.broker import EmbeddedBroker
-from engine.ids import case_id_for
-from engine.topology import Topology
+from engine.core.ids import case_id_for
+from engine.data.topology import Topology
+from engine.tools.broker import EmbeddedBroker
 
 OUT = ROOT / "docs" / "benchmarks-intake.md"
 DISTRICTS = ("500103", "500106", "500107", "500108", "500112")  # one per repeat
@@ -127,7 +127,7 @@ async def storm(run: EngineRun, producer: AIOKafkaProducer, topo: Topology, dist
 def placement_table() -> tuple[str, float | None]:
     """bench.placement's table, and the address set's accuracy."""
     from bench import placement
-    from engine.places import address_matcher
+    from engine.data.places import address_matcher
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

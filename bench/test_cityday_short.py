@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from bench.cityday import FIELDS, CityDayRun, DayConfig, check_cityday, recounted
-from engine.broker import EmbeddedBroker
+from engine.tools.broker import EmbeddedBroker
 from tests.crashload import CrashConfig, Record, make_record
 
 pytestmark = pytest.mark.integration

@@ -3,15 +3,16 @@
     python -m bench.timer_index [--fired 10000,100000,1000000] [--future 1000000] [--calls 200]
 
 Why: a fired or disarmed timer is a delete, and RocksDB keeps a tombstone where the key was
-until compaction drops it. ``CaseStore.due_timers`` (engine/store.py), which the ticker calls
-every 100 ms for every partition it owns (engine/timers.py), used to seek to the start of
+until compaction drops it. ``CaseStore.due_timers`` (engine/runtime/store.py), which the ticker
+calls
+every 100 ms for every partition it owns (engine/runtime/timers.py), used to seek to the start of
 ``t:`` and step over every one of those tombstones before reaching the first live key; it now
 starts at a per-partition floor (``_timer_floor``): the first live key the last scan found,
 lowered by any timer written below it. This measures what one call costs either way.
 
 No broker, no worker: one partition, a ``CaseStore`` over a fake faust table whose store is
 one RocksDB opened exactly as the engine's worker opens its table's (faust-streaming's
-``RocksDBOptions`` with ``use_rocksdict`` and the engine's options, engine/app.py
+``RocksDBOptions`` with ``use_rocksdict`` and the engine's options, engine/runtime/app.py
 ``_rocksdb_options`` at the default settings), in a fresh temp dir per row. For each K: first
 ``--future`` timers due a day after the clock (armed, never due during the run), then K timers
 due over the hour before it, both written with ``rocksdict.WriteBatch`` in chunks of 10,000;
@@ -49,11 +50,11 @@ import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
 from bench.run import ROOT, machine, page_text, progress, write_page
-from engine.app import _rocksdb_options
 from engine.core.sla import Timer
-from engine.settings import Settings
-from engine.store import CaseStore, dump_timer, timer_key
-from engine.timers import MAX_IN_FLIGHT, TICK_S
+from engine.runtime.app import _rocksdb_options
+from engine.runtime.settings import Settings
+from engine.runtime.store import CaseStore, dump_timer, timer_key
+from engine.runtime.timers import MAX_IN_FLIGHT, TICK_S
 
 OUT = ROOT / "docs" / "benchmarks-timers-index.md"
 PARTITION = 0

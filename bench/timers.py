@@ -74,11 +74,11 @@ from bench.scale import (
     vm_status,
 )
 from bench.workload import complaints
-from engine import timers
-from engine.catalogue import Catalogue
+from engine.core.ids import case_id_for
 from engine.core.routing import route
-from engine.ids import case_id_for
-from engine.topology import Topology
+from engine.data.catalogue import Catalogue
+from engine.data.topology import Topology
+from engine.runtime import timers
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = time.monotonic()
@@ -1132,7 +1132,8 @@ def _reading(d: dict[str, Any], n: int) -> list[str]:
             f"- **SIGKILL**: the restart on the kept data dir answered `/readyz` after "
             f"{k['launch_to_ready']:.1f} s (group join and changelog recovery, as in "
             f"benchmarks-scale.md; the partitions' ends come from a fetch past the end, "
-            f"engine/offsets.py); the ticker sends the first {timers.MAX_IN_FLIGHT:,} overdue "
+            f"engine/runtime/kafka/offsets.py); the ticker sends the first "
+            f"{timers.MAX_IN_FLIGHT:,} overdue "
             f"firings once the partitions are recovered, before faust resumes their streams "
             f"(`timers_recovered` in the worker's log), so they reach `case.commands` ahead "
             f"of the intake that queued while the worker was down; the first resume came "
@@ -1202,7 +1203,7 @@ def render(data: dict[str, Any]) -> str:
         f"{a['kill_batch']} --down-seconds {a['down_seconds']:g} --baseline-seconds "
         f"{a.get('baseline_seconds', 0):g} --open-via {a.get('open_via', 'intake')}` "
         "(`make bench-timers`). One "
-        "fresh embedded broker and one engine worker (`python -m engine.cli worker`, RocksDB "
+        "fresh embedded broker and one engine worker (`python -m engine.tools.cli worker`, RocksDB "
         "store, 4 partitions) for the whole run, with this policy (`ZHIDA_POLICY`):",
         "",
         "```toml",

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from engine.catalogue import Catalogue
-from engine.topology import Topology
+from engine.data.catalogue import Catalogue
+from engine.data.topology import Topology
 
 CHANNELS = ("hotline", "app", "web", "grid", "media")
 DESCRIPTIONS = (

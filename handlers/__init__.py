@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.app import Engine
+from engine.runtime.app import Engine
 from handlers import (
     case_commands,
     citizen_feedback,

@@ -1,13 +1,13 @@
 """The single writer: every command about a case is decided here, one partition per case.
 
 The agent only batches: the rules are in ``engine/core`` and the order of effects that makes a
-SIGKILL harmless is in ``engine/writer.py``.
+SIGKILL harmless is in ``engine/runtime/writer.py``.
 """
 
 from __future__ import annotations
 
-from engine.app import Engine
-from engine.writer import CaseWriter
+from engine.runtime.app import Engine
+from engine.runtime.writer import CaseWriter
 
 
 def register(engine: Engine) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine import intake
-from engine.app import Engine
 from engine.core.model import ApplyRating, Command, Origin
+from engine.runtime import intake
+from engine.runtime.app import Engine
 from schemas.codec import decode
 from schemas.inbound import CitizenFeedback
 

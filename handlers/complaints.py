@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 
-from engine import intake
-from engine.app import Engine
-from engine.catalogue import Catalogue
+from engine.core.ids import case_id_for
 from engine.core.model import Command, Complainant, OpenCase, Origin
-from engine.ids import case_id_for
+from engine.data.catalogue import Catalogue
+from engine.runtime import intake
+from engine.runtime.app import Engine
 from schemas.codec import decode
 from schemas.inbound import Complaint
 

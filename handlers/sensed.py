@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 
-from engine import intake
-from engine.app import Engine
-from engine.catalogue import Catalogue
+from engine.core.ids import case_id_for
 from engine.core.model import Command, OpenCase, Origin
-from engine.ids import case_id_for
-from engine.storms import StormWatch
+from engine.data.catalogue import Catalogue
+from engine.runtime import intake
+from engine.runtime.app import Engine
+from engine.runtime.storms import StormWatch
 from schemas.codec import decode
 from schemas.inbound import SensedAlarm
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine import intake
-from engine.app import Engine
 from engine.core.model import ApplyUpdate, Command, DirectiveUpdate, Origin
+from engine.runtime import intake
+from engine.runtime.app import Engine
 from schemas.codec import Refused, decode
 from schemas.inbound import UnitUpdate
 

@@ -118,7 +118,7 @@ class CitizenNotification(Out):
     at: Time
 
 
-# what a dead letter carries at most (engine/deadletter.py keeps to it and says why).
+# what a dead letter carries at most (engine/runtime/deadletter.py keeps to it and says why).
 # The encoded letter: any input within the intake's 256 KiB that is JSON (escaping at most
 # doubles it) or not UTF-8 (base64: 4/3) fits whole; with the key and headers, far below the
 # producer's 1,000,000-byte requests and the brokers' 1 MiB messages.

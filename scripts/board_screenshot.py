@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.broker import EmbeddedBroker, free_port  # noqa: E402
-from engine.demo import WorkerProcess, scaled_policy  # noqa: E402
-from engine.sim.cli import run_simulation  # noqa: E402
+from engine.tools.broker import EmbeddedBroker, free_port  # noqa: E402
+from engine.tools.demo import WorkerProcess, scaled_policy  # noqa: E402
+from engine.tools.sim.cli import run_simulation  # noqa: E402
 
 MAX_BYTES = 1024 * 1024  # the README's picture stays under 1 MiB
 

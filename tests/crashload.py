@@ -54,10 +54,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from engine.broker import EmbeddedBroker, free_port
-from engine.catalogue import Catalogue
-from engine.ids import case_id_for
-from engine.topology import Topology
+from engine.core.ids import case_id_for
+from engine.data.catalogue import Catalogue
+from engine.data.topology import Topology
+from engine.tools.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Worker
 from topics import TopicNames
 

@@ -1,7 +1,7 @@
 """Directives (政令"一键智达"): one issue fans out to a task per target unit, tracked to the end.
 
 A directive is its own aggregate, keyed by ``directive_id`` on the command log the case writer
-already serialises (engine/writer.py), with its own records: the small ``DirectiveState``
+already serialises (engine/runtime/writer.py), with its own records: the small ``DirectiveState``
 (counts, seq, the shared deadlines) and one ``Task`` per target under its own key. A target's
 ``ack`` rewrites its task and the directive's counts, never the fan-out: bytes per ack do not
 grow with the number of targets.
@@ -46,7 +46,7 @@ from engine.core.model import (
 )
 from engine.core.react import Output
 from engine.core.world import World
-from engine.topology import Topology
+from engine.data.topology import Topology
 from schemas.inbound import Directive, LevelTarget
 from schemas.outbound import DirectiveEventMessage, DispatchOrder
 

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from engine.core.model import CaseEvent, CaseState
-from engine.topology import Topology
+from engine.data.topology import Topology
 
 # ---- the counters ----
 
@@ -399,8 +399,8 @@ def stats(unit: str, start: date, end: date,
 def stats_of(unit: str, start: date, end: date, own: Mapping[str, Mapping[str, int]],
              topology: Topology) -> dict[str, Any]:
     """``stats`` from each unit's own counters already summed over the period and the
-    partitions (``per_unit``): what the several workers' shares add up to (engine/citywide.py).
-    Rates come from the summed counts, never from rates."""
+    partitions (``per_unit``): what the several workers' shares add up to
+    (engine/runtime/http/citywide.py). Rates come from the summed counts, never from rates."""
     if unit not in topology:
         raise KeyError(unit)
     if start > end:

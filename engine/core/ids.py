@@ -13,7 +13,7 @@ first byte escaped too. Ordinary ids (no ``%`` or ``/``, directive ids not shape
 hex digits) keep the ids they always had, so consumers' dedupe holds across an upgrade.
 
 Pure (no I/O), so the core builds its outputs' ids with it; the store's keys
-(engine/storekeys.py) use the same escaping.
+(engine/runtime/storekeys.py) use the same escaping.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 **Where the decision is made.** A report that may merge is not sent to a case but to its
 *group*: the key ``g|<source>|<category or kind>|<place>`` on the same command log, so one
-writer (engine/writer.py) sees every report of that category at that place, one after the
+writer (engine/runtime/writer.py) sees every report of that category at that place, one after the
 other. The group keeps the cases it opened within the merge window (``GroupState``); a report
 either joins the most recent matching one (a ``JoinCase`` command to that case) or opens its own
 case (an ``OpenCase`` to its own deterministic id) and becomes a candidate. Two reports
@@ -63,7 +63,7 @@ class GroupState(Frozen):
     # (report's own case id, the case it went to): a report sent again (the intake is
     # at-least-once) goes where it went the first time, whatever the group has learnt since
     routed: tuple[tuple[str, str], ...] = ()
-    through: int = -1  # the last command offset applied (engine/writer.py)
+    through: int = -1  # the last command offset applied (engine/runtime/writer.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,8 @@ class Routed:
 
 
 def group_key(source: str, category: str, place: str) -> str:
-    """``g|<source>|<category>|<place>``, each part escaped (engine/storekeys.py): a category
+    """``g|<source>|<category>|<place>``, each part escaped (engine/runtime/storekeys.py): a
+    category
     holding ``|`` cannot pose as another category's place. Unchanged for ordinary codes, so
     a group keeps its key, partition and ``x:`` record across the upgrade."""
     return "|".join(("g", escape(source), escape(category), escape(place)))

@@ -3,7 +3,7 @@
 A case is stored as two records: ``CaseState``, the small part every command rewrites (what
 ``decide`` needs), and ``CaseFile``, what the case is about (place, summary, complainants),
 written when the case opens. Its history is not in either: each event is its own record
-(``engine/store.py``), appended once, so a command writes a bounded number of bytes however
+(``engine/runtime/store.py``), appended once, so a command writes a bounded number of bytes however
 old the case is.
 """
 
@@ -94,7 +94,7 @@ class ApplyRating(Frozen):
 
 
 class Expire(Frozen):
-    """A timer of the case fell due (engine/timers.py fires it from the durable index).
+    """A timer of the case fell due (engine/runtime/timers.py fires it from the durable index).
 
     ``instant`` is the moment the timer was armed for; the writer applies it only while the
     case still has exactly that timer armed (engine/core/sla.py), so a stale or repeated
@@ -293,5 +293,5 @@ class CaseState(Frozen):
     joins: tuple[str, ...] = ()  # the reports that joined last (a storm resends event ids)
     applied: tuple[str, ...] = ()
     # offset on the command partition of the last command applied: a replayed command at or
-    # below it is already in this state (the writer's crash recovery, engine/writer.py)
+    # below it is already in this state (the writer's crash recovery, engine/runtime/writer.py)
     through: int = -1

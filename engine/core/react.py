@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from engine.core import ids
 from engine.core.model import SUMMARY_CHARS, CaseEvent, CaseFile, CaseState, Complainant
-from engine.topology import Topology
+from engine.data.topology import Topology
 from schemas.outbound import CaseEventMessage, CitizenNotification, DispatchOrder
 
 Channel = Literal["case_events", "dispatch", "notifications", "directive_events"]

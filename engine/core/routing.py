@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.catalogue import Category
-from engine.topology import Topology
+from engine.data.catalogue import Category
+from engine.data.topology import Topology
 
 if TYPE_CHECKING:
     from engine.core.place import Placer

@@ -9,7 +9,8 @@ breach is recorded as the top. Completing the stage ends its supervision. A comp
 feedback window closes is closed ``unrated``; a suspension with ``until`` resumes itself.
 
 A case has at most one armed timer: ``next_timer(state)``. The durable index holds it and the
-ticker fires it as an ``Expire`` command (engine/timers.py); ``expire`` applies it only while
+ticker fires it as an ``Expire`` command (engine/runtime/timers.py); ``expire`` applies it only
+while
 the case still has exactly that timer armed, so a stale or repeated firing is ``Ignored`` and
 each reminder and escalation happens once per stage and level.
 """

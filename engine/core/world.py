@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from engine.catalogue import Catalogue
 from engine.core.calendar import WorkingTime, build_calendar
 from engine.core.place import Placer
-from engine.policy import Policy
-from engine.topology import Topology
+from engine.data.catalogue import Catalogue
+from engine.data.policy import Policy
+from engine.data.topology import Topology
 
 CLOCKS = ("24x7", "workdays")
 
@@ -20,7 +20,7 @@ class World:
     catalogue: Catalogue
     policy: Policy  # the file in force: frozen on every case opened from now on
     calendars: dict[str, WorkingTime] = field(default_factory=dict)
-    # every policy version a running case was opened under, by digest (engine/writer.py
+    # every policy version a running case was opened under, by digest (engine/runtime/writer.py
     # loads them from the store; a restart with a new file never rewrites running cases)
     policies: dict[str, Policy] = field(default_factory=dict)
     placer: Placer | None = None  # points and addresses → units (engine/core/place.py)
@@ -29,7 +29,7 @@ class World:
     def load(cls, topology: str | None = None, catalogue: str | None = None,
              policy: str | None = None, today: date | None = None) -> World:
         p = Policy.load(policy)
-        from engine import places  # data files: loaded once per process
+        from engine.data import places  # data files: loaded once per process
 
         topo = Topology.load(topology)
         world = cls(topo, Catalogue.load(catalogue), p,

@@ -23,8 +23,8 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from engine.broker import EmbeddedBroker, free_port
-from engine.topology import Topology
+from engine.data.topology import Topology
+from engine.tools.broker import EmbeddedBroker, free_port
 from tests.helpers import POLL, POLL_PROCESS
 from topics import TopicNames
 
@@ -66,7 +66,7 @@ class Worker:
     def start(self, timeout: float = 60.0) -> Worker:
         out = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "worker", "--bootstrap", self.bootstrap,
+            [sys.executable, "-m", "engine.tools.cli", "worker", "--bootstrap", self.bootstrap,
              "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "ZHIDA_POLICY": str(NO_MERGE), **self.env},
@@ -219,8 +219,8 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory, name: str
 @contextlib.asynccontextmanager
 async def collecting(bootstrap: str) -> AsyncIterator[Collector]:
     """The contract's topics first (a worker would create them too), then read from 0."""
-    from engine.admin import ensure_topics
-    from engine.settings import Settings
+    from engine.runtime.kafka.admin import ensure_topics
+    from engine.runtime.settings import Settings
 
     await ensure_topics(Settings(bootstrap=bootstrap), TOPO.districts)
     c = Collector(bootstrap)

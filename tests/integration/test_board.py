@@ -25,10 +25,10 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import board
 from engine.core.directive import DirectiveEvent
+from engine.core.ids import case_id_for
 from engine.core.model import CaseEvent
-from engine.ids import case_id_for
+from engine.runtime.http import board
 from tests.helpers import POLL_PROCESS
 from tests.integration.conftest import NAMES, ROOT, TOPO, Collector, Worker
 
@@ -288,7 +288,7 @@ def test_demo_keep_serves_the_board_until_ctrl_c(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp)}
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "demo", "--rate", "20", "--duration", "3",
+            [sys.executable, "-m", "engine.tools.cli", "demo", "--rate", "20", "--duration", "3",
              "--drain", "5", "--speed", "600", "--no-keys", "--keep"],
             cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         try:

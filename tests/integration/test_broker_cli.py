@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.broker import _answers, free_port
+from engine.tools.broker import _answers, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,8 @@ def tansu_pids_on(port: int) -> list[int]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_broker_command_starts_and_stops_cleanly(sig: signal.Signals) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "broker", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "engine.tools.cli", "broker", "--port",
+                             str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=os.environ.copy())
     try:

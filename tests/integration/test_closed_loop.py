@@ -10,7 +10,7 @@ import orjson
 import pytest
 from cloudevents.v1.kafka import KafkaMessage, from_binary
 
-from engine.ids import case_id_for
+from engine.core.ids import case_id_for
 from tests.integration.conftest import NAMES, Collector, Worker
 
 pytestmark = pytest.mark.integration

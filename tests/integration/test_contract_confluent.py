@@ -9,7 +9,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from engine.ids import case_id_for
+from engine.core.ids import case_id_for
 from tests.integration.conftest import NAMES, Worker
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.broker import EmbeddedBroker
+from engine.tools.broker import EmbeddedBroker
 from tests.crashload import LOSS_RULES, CrashConfig, CrashRun
 
 pytestmark = pytest.mark.integration

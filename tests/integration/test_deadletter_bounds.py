@@ -2,7 +2,7 @@
 broker: a 900 KB complaint of quotes and backslashes (JSON escaping doubles it), ~1 MB of
 control characters (escaped six-fold) and a signed update whose ``kid`` is 520,000
 characters; the intake agent neither crashes nor stops, and the next complaint on the same
-partition is dispatched (issue 22 part 2, engine/deadletter.py)."""
+partition is dispatched (issue 22 part 2, engine/runtime/deadletter.py)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 from aiokafka.partitioner import DefaultPartitioner
 
-from engine import keys
-from engine.broker import EmbeddedBroker, free_port
-from engine.ids import case_id_for
-from engine.signing import Signer
+from engine.core.ids import case_id_for
+from engine.runtime.signing import Signer
+from engine.tools import keys
+from engine.tools.broker import EmbeddedBroker, free_port
 from schemas.outbound import LETTER_MAX_BYTES
 from tests.integration.conftest import NAMES, Collector, Worker, collecting, own_broker
 from tests.integration.test_closed_loop import DISTRICT, STREET, complaint

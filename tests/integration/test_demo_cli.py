@@ -77,7 +77,7 @@ def test_demo_runs_the_closed_loop_and_leaves_nothing_behind(tmp_path: Path) -> 
     seen: dict[int, int] = {}
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "demo", "--rate", "20", "--duration", "5",
+            [sys.executable, "-m", "engine.tools.cli", "demo", "--rate", "20", "--duration", "5",
              "--drain", "10", "--speed", "600"],
             cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + TIMEOUT

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.store import partition_of
+from engine.runtime.store import partition_of
 from tests.integration.conftest import NAMES, TOPO, Collector, Worker
 
 pytestmark = pytest.mark.integration

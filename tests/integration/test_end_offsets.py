@@ -1,7 +1,8 @@
 """The end-offset probe against the embedded broker: the true end, cheaply.
 
 Tansu 0.6.0 reports a partition's end as its newest batch's base offset + 1; faust's table
-recovery trusts that end, so ``engine.transport.true_end_offsets`` must correct it from a
+recovery trusts that end, so ``engine.runtime.kafka.transport.true_end_offsets`` must correct it
+from a
 fetch response's high watermark, whatever the reported end was.
 """
 
@@ -14,8 +15,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from engine.broker import EmbeddedBroker
-from engine.transport import true_end_offsets
+from engine.runtime.kafka.transport import true_end_offsets
+from engine.tools.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.ids import case_id_for
+from engine.core.ids import case_id_for
 from tests.integration.conftest import NAMES, TOPO, Collector, Worker
 
 pytestmark = pytest.mark.integration

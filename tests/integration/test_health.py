@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.admin import ensure_topics
-from engine.broker import EmbeddedBroker, free_port
-from engine.ids import case_id_for
-from engine.settings import Settings
+from engine.core.ids import case_id_for
+from engine.runtime.kafka.admin import ensure_topics
+from engine.runtime.settings import Settings
+from engine.tools.broker import EmbeddedBroker, free_port
 from tests.helpers import POLL_PROCESS
 from tests.integration.conftest import NAMES, TOPO, Collector, Worker
 from tests.integration.test_closed_loop import DISTRICT, complaint

@@ -11,8 +11,8 @@ import urllib.request
 import orjson
 import pytest
 
-from engine.ids import case_id_for
-from engine.pii import SEP
+from engine.core.ids import case_id_for
+from engine.runtime.pii import SEP
 from tests.integration.conftest import NAMES, Collector, Worker
 from tests.integration.test_closed_loop import complaint
 

@@ -9,7 +9,7 @@ import uuid
 import orjson
 import pytest
 
-from engine.ids import case_id_for
+from engine.core.ids import case_id_for
 from tests.integration.conftest import NAMES, Collector, Worker
 from tests.integration.test_closed_loop import DISTRICT, STREET, complaint, open_case, update
 
@@ -113,7 +113,7 @@ async def test_worker_restart_keeps_every_case(kafka: Collector, worker: Worker)
     await act(kafka, case_id, STREET, "ack")
     await kafka.events(case_id, 3)
     # a burst, so that the changelog holds multi-record batches (the embedded broker reports
-    # their end offsets wrongly; engine/transport.py corrects them for table recovery)
+    # their end offsets wrongly; engine/runtime/kafka/transport.py corrects them for table recovery)
     burst = [complaint() for _ in range(300)]
     sends = [await kafka.producer.send(NAMES.complaints, orjson.dumps(c),
                                        key=c["complaint_id"].encode()) for c in burst]
@@ -137,7 +137,8 @@ async def test_worker_restart_keeps_every_case(kafka: Collector, worker: Worker)
 
 async def test_worker_restart_with_its_data_dir_lost_keeps_every_case(
         kafka: Collector, worker: Worker) -> None:
-    """A lost data dir is rebuilt from the changelog: bulk-loaded (engine/recovery.py)."""
+    """A lost data dir is rebuilt from the changelog: bulk-loaded
+    (engine/runtime/kafka/recovery.py)."""
     burst = [complaint() for _ in range(200)]
     for c in burst:
         await kafka.producer.send(NAMES.complaints, orjson.dumps(c),

@@ -16,8 +16,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engine.broker import EmbeddedBroker, free_port
-from engine.ids import case_id_for
+from engine.core.ids import case_id_for
+from engine.tools.broker import EmbeddedBroker, free_port
 from tests.helpers import POLL_PROCESS
 from tests.integration.conftest import NAMES, ROOT, Collector, Worker
 from tests.integration.test_closed_loop import DISTRICT, STREET, complaint, open_case, update
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 async def zhida(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
     """Run the CLI without blocking the loop (the session's collector keeps reading)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.cli", *args, cwd=ROOT,
+        sys.executable, "-m", "engine.tools.cli", *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -150,7 +150,7 @@ def test_ctrl_c_on_a_following_tail(worker: Worker, tmp_path: Path) -> None:
     err, out = tmp_path / "stderr.txt", tmp_path / "stdout.txt"
     with err.open("wb") as e, out.open("wb") as o:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "tail", "case.events", "--from-beginning",
+            [sys.executable, "-m", "engine.tools.cli", "tail", "case.events", "--from-beginning",
              "--bootstrap", worker.bootstrap], cwd=ROOT, stdout=o, stderr=e,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         # following: it has printed the events the module's earlier tests caused

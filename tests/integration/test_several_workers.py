@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.broker import free_port
-from engine.ids import case_id_for
-from engine.settings import Settings
-from engine.store import partition_of
+from engine.core.ids import case_id_for
+from engine.runtime.settings import Settings
+from engine.runtime.store import partition_of
+from engine.tools.broker import free_port
 from tests.helpers import POLL_PROCESS
 from tests.integration.conftest import NAMES, TOPO, Collector, Worker, collecting, own_broker
 

@@ -17,10 +17,10 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from engine import keys
-from engine.broker import EmbeddedBroker, free_port
-from engine.ids import case_id_for
-from engine.signing import Signer
+from engine.core.ids import case_id_for
+from engine.runtime.signing import Signer
+from engine.tools import keys
+from engine.tools.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import NAMES, Collector, Worker, collecting, own_broker
 
 pytestmark = pytest.mark.integration

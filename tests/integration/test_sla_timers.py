@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from engine.broker import EmbeddedBroker, free_port
-from engine.ids import case_id_for
+from engine.core.ids import case_id_for
+from engine.tools.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import NAMES, Collector, Worker, collecting, own_broker
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from engine.broker import free_port
+from engine.tools.broker import free_port
 from tests.integration.conftest import Worker, collecting, own_broker
 from tests.integration.test_closed_loop import open_case
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.metrics import Metrics
+from engine.runtime.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,9 +15,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from engine import asyncapi
-from engine.docgen import DOCS
-from engine.topology import Topology
+from engine.data.topology import Topology
+from engine.docgen import asyncapi
+from engine.docgen.generate import DOCS
 from topics import SPECS
 
 SPEC = Path(__file__).parent / "data" / "asyncapi-3.0.0.json"

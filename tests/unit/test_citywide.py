@@ -1,4 +1,5 @@
-"""Summing the workers' shares (engine/citywide.py): each partition once, rates from sums,
+"""Summing the workers' shares (engine/runtime/http/citywide.py): each partition once, rates from
+sums,
 coverage honest about what is missing."""
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import board
-from engine.app import advertised_host
-from engine.citywide import (
+from engine.core import figures
+from engine.data.topology import Topology
+from engine.runtime.app import advertised_host
+from engine.runtime.http import board
+from engine.runtime.http.citywide import (
     Share,
     collapse,
     combine,
@@ -21,9 +24,7 @@ from engine.citywide import (
     share_json,
     share_query,
 )
-from engine.core import figures
-from engine.settings import Settings
-from engine.topology import Topology
+from engine.runtime.settings import Settings
 
 TOPO = Topology.load()
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from engine import catalogue, topology
-from engine.cli import parser
+from engine.data import catalogue, topology
+from engine.tools.cli import parser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOWHERE = "127.0.0.1:1"
@@ -28,7 +28,7 @@ NOWHERE = "127.0.0.1:1"
 
 def zhida(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0
           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "engine.tools.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
@@ -153,7 +153,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(command: list[str]
     with socket.create_server(("127.0.0.1", 0)) as hole:
         hole.settimeout(60)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", *command, "--bootstrap",
+            [sys.executable, "-m", "engine.tools.cli", *command, "--bootstrap",
              f"127.0.0.1:{hole.getsockname()[1]}", "--connect-timeout", "60"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             # a process started in the background may inherit SIGINT ignored: undo that
@@ -194,7 +194,7 @@ OURS = ("broker", "worker", "simulate", "demo", "case", "tail", "deadletters", "
 
 def test_every_flag_says_its_default_and_variable() -> None:
     """Help on every flag of these commands; a flag with a ZHIDA_* setting names it."""
-    from engine.settings import Settings
+    from engine.runtime.settings import Settings
 
     sub = next(a for a in parser()._actions if a.dest == "command")
     missing = []

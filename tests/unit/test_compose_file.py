@@ -462,7 +462,7 @@ def test_prometheus_scrapes_every_worker(services: dict[str, Any],
 
 def _worker_settings(services: dict[str, Any], name: str,
                      monkeypatch: pytest.MonkeyPatch) -> Any:
-    from engine.settings import Settings
+    from engine.runtime.settings import Settings
 
     for key, value in _env(services[name]).items():
         if key.startswith("ZHIDA_"):  # ${VAR:?...} interpolations: any value will do
@@ -477,9 +477,9 @@ def test_worker_topics_replicated_with_acks_all(services: dict[str, Any], worker
     """The compose worker's settings: faust's own topics (changelog, leader, repartition)
     take ZHIDA_REPLICATION as topic_replication_factor, its producer waits for acks=all,
     and the topics the worker creates carry min.insync.replicas=2."""
-    from engine.admin import topic_configs
-    from engine.app import Engine
     from engine.core.world import World
+    from engine.runtime.app import Engine
+    from engine.runtime.kafka.admin import topic_configs
 
     settings = _worker_settings(services, workers[0], monkeypatch)
     assert settings.replication == 3
@@ -493,7 +493,7 @@ def test_worker_topics_replicated_with_acks_all(services: dict[str, Any], worker
 
 
 def test_min_insync_replicas_only_with_three_replicas() -> None:
-    from engine.admin import topic_configs
+    from engine.runtime.kafka.admin import topic_configs
 
     assert topic_configs(1) == {}
     assert topic_configs(2) == {}
@@ -507,8 +507,8 @@ def test_min_insync_replicas_only_with_three_replicas() -> None:
 async def test_ensure_topics_creates_with_the_replication_settings(
     replication: int, configs: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.admin as admin_module
-    from engine.settings import Settings
+    import engine.runtime.kafka.admin as admin_module
+    from engine.runtime.settings import Settings
 
     created: list[Any] = []
 

@@ -1,4 +1,5 @@
-"""The contiguous consumer's rule (engine/transport.py), and the faust sources it replaces.
+"""The contiguous consumer's rule (engine/runtime/kafka/transport.py), and the faust sources it
+replaces.
 
 Hand on offset N only when N is the partition's next; drop what is below it or was fetched
 before the last seek applied; a record past it seeks back, never skips, except the first
@@ -17,7 +18,7 @@ import aiokafka
 import faust
 import pytest
 
-from engine.transport import ContiguousConsumer, _Rewind
+from engine.runtime.kafka.transport import ContiguousConsumer, _Rewind
 
 TP = "tp"
 
@@ -58,7 +59,8 @@ def test_only_the_first_record_after_a_clean_seek_may_jump() -> None:
     assert decide(consumer(10, r, stamp=4), 12) == "rewind"
 
 
-# The engine replaces these faust functions (engine/transport.py, engine/recovery.py) with
+# The engine replaces these faust functions (engine/runtime/kafka/transport.py,
+# engine/runtime/kafka/recovery.py) with
 # versions that follow their code; a new faust must be read again before it is used.
 PINNED = {
     "faust.transport.consumer:Consumer._drain_messages": "44a2500309e83c63",
@@ -86,4 +88,5 @@ def test_the_replaced_faust_code_is_what_it_was(name: str) -> None:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     digest = hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
-    assert digest == PINNED[name], f"{name} changed: read it against engine/transport.py"
+    assert digest == PINNED[name], (f"{name} changed: read it against "
+                                   "engine/runtime/kafka/transport.py")

@@ -1,4 +1,4 @@
-"""Dead letters always fit (engine/deadletter.py): any input up to the brokers' limit, any
+"""Dead letters always fit (engine/runtime/deadletter.py): any input up to the brokers' limit, any
 detail and key; and a letter the brokers refuse stops the consumer at its input."""
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from faust.exceptions import ProducerSendError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine import deadletter
-from engine.app import Engine, Record
 from engine.core.world import World
-from engine.deadletter import Stops, build_letter, send_letter
-from engine.health import Health
-from engine.metrics import CONSUMED_TOPICS, Metrics
-from engine.settings import Settings
+from engine.runtime import deadletter
+from engine.runtime.app import Engine, Record
+from engine.runtime.deadletter import Stops, build_letter, send_letter
+from engine.runtime.health import Health
+from engine.runtime.metrics import CONSUMED_TOPICS, Metrics
+from engine.runtime.settings import Settings
 from schemas.codec import Refused, clip, decode
 from schemas.inbound import Complaint
 from schemas.outbound import DETAIL_MAX, KEY_MAX_BYTES, LETTER_MAX_BYTES, DeadLetter
@@ -188,8 +188,8 @@ def test_details_repeat_no_hostile_input() -> None:
 
 
 def test_a_huge_kid_is_named_by_its_start_and_length(tmp_path: Path) -> None:
-    from engine import keys
-    from engine.signing import KeySet, Signer
+    from engine.runtime.signing import KeySet, Signer
+    from engine.tools import keys
 
     jwks = tmp_path / "jwks.json"
     keys.issue(jwks, ["500103001"], tmp_path / "private")
@@ -292,7 +292,7 @@ def test_readyz_says_which_input_stopped_a_consumer() -> None:
 
 async def test_the_writer_reports_a_refused_letter_and_goes_on_once_it_is_taken(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine import writer as writer_module
+    from engine.runtime import writer as writer_module
 
     monkeypatch.setattr(writer_module, "RETRY_FIRST", 0.001)
     letter = engine.dead_letter_record("schema", "bad", topic="zhida.case.commands",
@@ -337,7 +337,7 @@ async def test_resubmit_never_sends_a_cut_original_as_the_input() -> None:
     a cut key; ``--fixed`` replaces a cut original but not a cut key."""
     import hashlib
 
-    from engine.ops import Letter, resubmit
+    from engine.tools.ops import Letter, resubmit
 
     whole = b'{"complaint_id": "c-1"}'
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from engine.core import Duplicate, Ignored, Rejected, World
 from engine.core import directive as dv
 from engine.core.model import Command, DirectiveExpire, DirectiveUpdate, IssueDirective
-from engine.store import DIRECTIVE_IDS, TASK_IDS, dump
+from engine.runtime.store import DIRECTIVE_IDS, TASK_IDS, dump
 from schemas.inbound import Directive, UnitUpdate
 from tests.helpers import CITY, DISTRICT, OTHER_DISTRICT_STREET, STREET, T0, world_with
 

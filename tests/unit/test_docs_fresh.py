@@ -1,6 +1,6 @@
 """Generated docs (JSON Schemas, lifecycle diagram) must match the code."""
 
-from engine.docgen import ROOT, all_files
+from engine.docgen.generate import ROOT, all_files
 
 
 def test_generated_docs_are_fresh() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.metrics import Metrics
+from engine.runtime.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"

@@ -9,10 +9,10 @@ from typing import Any
 import faust
 import pytest
 
-from engine.health import Health, Partition
-from engine.logfilter import ATTR, RateLimit, add_suppressed
-from engine.metrics import CONSUMED_TOPICS, Metrics
-from engine.web import drop_faust_pages
+from engine.runtime.health import Health, Partition
+from engine.runtime.http.routes import drop_faust_pages
+from engine.runtime.logfilter import ATTR, RateLimit, add_suppressed
+from engine.runtime.metrics import CONSUMED_TOPICS, Metrics
 
 
 class FakeTopic:

@@ -1,4 +1,4 @@
-"""Operator output is inert (engine/inert.py): no value from a message can drive the
+"""Operator output is inert (engine/tools/inert.py): no value from a message can drive the
 terminal, and each command's formatting, given a hostile message, prints only escapes."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import ops
-from engine.inert import LIMIT, cut, visible, visible_json
+from engine.tools import ops
+from engine.tools.inert import LIMIT, cut, visible, visible_json
 
 HOSTILE = "\x1b]2;pwned\x07\x1b[2J"
 UNSAFE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs"}

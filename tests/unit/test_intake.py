@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from engine.catalogue import Catalogue
+from engine.core.ids import case_id_for
 from engine.core.model import Origin
-from engine.ids import case_id_for
-from engine.logs import mask_name, mask_phone, mask_pii
+from engine.data.catalogue import Catalogue
+from engine.runtime.logs import mask_name, mask_phone, mask_pii
 from handlers import citizen_feedback, complaints, sensed, unit_updates
 from schemas.codec import Refused, decode
 from schemas.inbound import UnitUpdate

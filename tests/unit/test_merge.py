@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from engine.core import Accepted, Duplicate, World, apply, decide, file_after, merge, react
 from engine.core.decide import Bounce
+from engine.core.ids import case_id_for
 from engine.core.model import (
     CaseFile,
     CaseState,
@@ -20,7 +21,6 @@ from engine.core.model import (
     JoinCase,
     OpenCase,
 )
-from engine.ids import case_id_for
 from tests.helpers import STREET, T0, rate_cmd, update_cmd, world_with
 
 WINDOW = timedelta(hours=2)

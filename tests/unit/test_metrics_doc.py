@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from engine.core.react import Output
-from engine.metrics import Metrics
+from engine.runtime.metrics import Metrics
 from schemas.outbound import CitizenNotification, DispatchOrder
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Personal data masking (engine/pii.py): phone and ID numbers in any format a Chinese
+"""Personal data masking (engine/runtime/pii.py): phone and ID numbers in any format a Chinese
 hotline sees, what must stay, a citizen's fields, messages, and ``GET /cases/{id}``."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.core.model import CaseEvent, CaseFile, CaseState, Complainant, Pause
-from engine.logs import mask_exception, mask_pii
-from engine.pii import (
+from engine.runtime.http.routes import case_view
+from engine.runtime.logs import mask_exception, mask_pii
+from engine.runtime.pii import (
     SEP,
     mask_citizen,
     mask_name,
@@ -24,7 +25,6 @@ from engine.pii import (
     mask_record,
     mask_text,
 )
-from engine.web import case_view
 from schemas.inbound import Citizen
 
 MASKED = [

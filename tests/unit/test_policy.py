@@ -12,8 +12,8 @@ from time import time_ns
 import pydantic
 import pytest
 
-from engine.catalogue import Catalogue
-from engine.policy import (
+from engine.data.catalogue import Catalogue
+from engine.data.policy import (
     DATA,
     PRIORITIES,
     STAGES,
@@ -153,7 +153,7 @@ def test_frozen_hashable_and_cheap_to_query() -> None:
 
 
 def test_the_demo_can_scale_the_shipped_policy(tmp_path: Path) -> None:
-    from engine.demo import scaled_policy
+    from engine.tools.demo import scaled_policy
 
     p = Policy.load(scaled_policy(600.0, tmp_path / "fast.toml"))
     assert p.deadline("road_damage", "normal", "ack") == timedelta(seconds=12)
@@ -357,7 +357,7 @@ def test_worker_refuses_a_bad_policy_with_one_line_and_exit_2(tmp_path: Path) ->
     bad = tmp_path / "bad.toml"
     bad.write_text('[stages.normal]\nack = "PT2X"\n', encoding="utf-8")
     r = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "worker", "--policy", str(bad),
+        [sys.executable, "-m", "engine.tools.cli", "worker", "--policy", str(bad),
          "--bootstrap", "127.0.0.1:1"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
@@ -371,7 +371,7 @@ def test_worker_refuses_a_bad_topology_with_one_line_and_exit_2(tmp_path: Path) 
     bad = tmp_path / "topology.json"
     bad.write_text('{"units": [', encoding="utf-8")
     r = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "worker", "--topology", str(bad),
+        [sys.executable, "-m", "engine.tools.cli", "worker", "--topology", str(bad),
          "--bootstrap", "127.0.0.1:1"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import cli_keys, keys, signing
-from engine.signing import KeysError, KeySet, Signer, b64url_encode, sign
+from engine.runtime import signing
+from engine.runtime.signing import KeysError, KeySet, Signer, b64url_encode, sign
+from engine.tools import cli_keys, keys
 from schemas.codec import Refused
 
 A, B = "500103", "500104"  # 渝中区, 大渡口区

@@ -11,17 +11,17 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.catalogue import Catalogue
 from engine.core import World
 from engine.core.decide import Accepted, apply, decide, file_after
+from engine.core.ids import case_id_for
 from engine.core.model import Origin
 from engine.core.react import react
-from engine.ids import case_id_for
-from engine.sim import Scheduler, SimStats
-from engine.sim.centres import Centres
-from engine.sim.citizens import Citizens
-from engine.sim.generator import CENTRAL_DISTRICTS, T0, Generator, Input, sensor_id_for
-from engine.topology import Topology
+from engine.data.catalogue import Catalogue
+from engine.data.topology import Topology
+from engine.tools.sim import Scheduler, SimStats
+from engine.tools.sim.centres import Centres
+from engine.tools.sim.citizens import Citizens
+from engine.tools.sim.generator import CENTRAL_DISTRICTS, T0, Generator, Input, sensor_id_for
 from handlers import citizen_feedback, complaints, sensed, unit_updates
 from schemas.codec import decode
 from schemas.inbound import CitizenFeedback, Complaint, SensedAlarm, UnitUpdate
@@ -164,7 +164,7 @@ async def test_centres_and_citizens_close_the_loop_through_the_core(
     """Every update and rating the simulator produces is accepted by the engine's rules, and
     every case reaches its end: sensed verified, complaints rated (or left unanswered).
     (No ticker runs here, so no street stays silent: only the engine's ladder reaches them.)"""
-    monkeypatch.setattr("engine.sim.centres.SILENT_SHARE", 0.0)
+    monkeypatch.setattr("engine.tools.sim.centres.SILENT_SHARE", 0.0)
     world = World.load()
     stats = SimStats()
     scheduler = Scheduler(stats)

@@ -9,7 +9,7 @@ from pathlib import Path
 import rocksdict
 from faust.types import TP
 
-from engine.recovery import discard_dir, move_partition_store, stale_partitions
+from engine.runtime.kafka.recovery import discard_dir, move_partition_store, stale_partitions
 
 A, B, C, D = (TP("zhida-cases-changelog", p) for p in range(4))
 

@@ -1,4 +1,5 @@
-"""Keys and output ids no id can forge (engine/storekeys.py, engine/core/ids.py, merge group keys).
+"""Keys and output ids no id can forge (engine/runtime/storekeys.py, engine/core/ids.py, merge
+group keys).
 
 Ids come from outside and may hold any character. Properties: escaping round-trips and leaves
 ordinary ids alone; composite keys parse back to their parts (so they are injective); a task
@@ -22,8 +23,8 @@ from engine.core.directive import Task
 from engine.core.ids import KEY_RESERVED, escape, unescape
 from engine.core.model import CaseEvent
 from engine.core.sla import Timer
-from engine.store import TASK_IDS, CaseStore, dump, dump_events, dump_timer
-from engine.storekeys import (
+from engine.runtime.store import TASK_IDS, CaseStore, dump, dump_events, dump_timer
+from engine.runtime.storekeys import (
     HISTORY_RESERVED,
     SEQ_DIGITS,
     event_key,

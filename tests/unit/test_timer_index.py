@@ -1,4 +1,5 @@
-"""The timer index's scan floor (engine/store.py, ``CaseStore._timer_floor``) against a model.
+"""The timer index's scan floor (engine/runtime/store.py, ``CaseStore._timer_floor``) against a
+model.
 
 ``due_timers`` starts its scan at a per-partition floor instead of the start of ``t:``, so
 RocksDB need not step over the tombstones of fired timers. The floor is a cache: whatever
@@ -29,7 +30,7 @@ from hypothesis.stateful import (
 )
 
 from engine.core.sla import Timer
-from engine.store import CaseStore, dump_timer, timer_bound, timer_key
+from engine.runtime.store import CaseStore, dump_timer, timer_bound, timer_key
 
 BACKENDS = ["memory", "rocksdb"]
 PARTITIONS = 3
@@ -183,7 +184,7 @@ class TimerIndexMachine(RuleBasedStateMachine):
                                   st.integers(-30_000, 30_000)), min_size=1, max_size=4),
           drop=st.lists(keys, max_size=3))
     def batch(self, arms: list[tuple[int, int]], drop: list[tuple[int, bytes]]) -> None:
-        """One writer batch per partition: puts and deletes together, as engine/writer.py
+        """One writer batch per partition: puts and deletes together, as engine/runtime/writer.py
         writes a re-armed timer (the old key deleted, the new one put)."""
         per: dict[int, list[tuple[bytes, Timer | None]]] = {}
         for p, k in drop:
@@ -196,7 +197,8 @@ class TimerIndexMachine(RuleBasedStateMachine):
 
     @rule(target=keys, key=keys, offset_ms=st.integers(-60_000, 60_000))
     def rearm(self, key: tuple[int, bytes], offset_ms: int) -> tuple[int, bytes]:
-        """The owner's timer moves (engine/writer.py): its old key deleted and the new one put,
+        """The owner's timer moves (engine/runtime/writer.py): its old key deleted and the new one
+        put,
         in one batch; a firing re-armed at an earlier instant lands below the floor."""
         p, old = key
         owner = OWNERS.index(_owner(old))
@@ -232,7 +234,8 @@ class TimerIndexMachine(RuleBasedStateMachine):
           drop=st.lists(keys, max_size=2))
     def recover(self, arms: list[tuple[int, int]], drop: list[tuple[int, bytes]]) -> None:
         """A rebalance: recovery writes the store behind the CaseStore's back (faust's
-        changelog replay, engine/recovery.py's bulk load), then the assignment callback."""
+        changelog replay, engine/runtime/kafka/recovery.py's bulk load), then the assignment
+        callback."""
         data = self.store.table.data
         for p, k in drop:
             if self.store.rocks:

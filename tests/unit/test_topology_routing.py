@@ -2,9 +2,9 @@
 
 import pytest
 
-from engine.catalogue import Catalogue
 from engine.core.routing import UnknownUnit, route
-from engine.topology import Topology
+from engine.data.catalogue import Catalogue
+from engine.data.topology import Topology
 
 topo = Topology.load()
 cat = Catalogue.load()

@@ -1,4 +1,5 @@
-"""No 500 on any input (engine/web.py): ``from``/``to`` at the edges of time, every error
+"""No 500 on any input (engine/runtime/http/routes.py): ``from``/``to`` at the edges of time, every
+error
 answered as JSON, a handler's exception logged with its traceback."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from aiohttp import web as aioweb
 from aiohttp.test_utils import make_mocked_request
 from structlog.testing import capture_logs
 
-from engine import web
+from engine.runtime.http import routes as web
 
 TZ = "Asia/Shanghai"
 NOW = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)  # 10:00 in Chongqing

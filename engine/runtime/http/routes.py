@@ -1,0 +1,305 @@
+"""HTTP endpoints of the worker (CONTRACT.md "HTTP"), and only those.
+
+faust serves pages of its own (``/``, ``/router/``, ``/table/...``, and with ``debug``
+``/graph`` and statistics): ``/table/cases/<id>/`` dumped a whole case, personal data
+included, into a 500's log. ``register`` drops every built-in blueprint before the web server
+applies them; ``@app.table_route`` routes with ``app.router``, not with the ``/router`` pages.
+
+Errors: every error answer is JSON, ``{"error": reason}``. A bad request is a 4xx with its
+reason; whatever a handler raises is logged with its traceback and answered
+``500 {"error": "internal error"}`` by one aiohttp middleware (``json_errors``), which also
+turns aiohttp's own 404 and 405 into JSON: no route can answer an HTML error page or fail
+without a trace. (A request line over 8 KB never reaches it: aiohttp's parser answers 400.)
+
+The figures and the board answer for the whole city whichever worker is asked: this worker's
+share and the other workers' (``GET /internal/share``, for workers only) are summed per
+partition by engine/runtime/http/citywide.py, with ``coverage`` saying how much was counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import faust
+import orjson
+from aiohttp import web as aioweb
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from engine.core import directive, figures
+from engine.core.directive import DirectiveState
+from engine.core.model import CaseEvent, CaseFile, CaseState
+from engine.runtime import logs
+from engine.runtime.app import Engine
+from engine.runtime.health import Health
+from engine.runtime.http import board, citywide
+from engine.runtime.pii import mask_record
+
+FAUST_PAGES = "faust.web.apps"
+MAX_DAYS = 400  # longest from/to period: a year and a month, compared with the year before
+ID_MAX = 200  # the contract's longest id (schemas/common.py ``Id``)
+ECHO_MAX = 100  # characters of a request's value repeated in an error
+log = logs.get("zhida.web")
+
+
+def case_view(state: CaseState, file: CaseFile | None, history: list[CaseEvent]
+              ) -> dict[str, Any]:
+    """The case for people: its state, what it is about and its history, personal data masked.
+
+    The history comes from its own records (engine/runtime/store.py), not from the state.
+    Masked as a whole by ``pii.mask_record`` (docs/operations.md, "Personal data"): every
+    complainant's ``citizen`` (name to its first character, phone to its masked number, any
+    other field ``***``), numbers in every free text (summary, location address, a pause's
+    reason, history notes and reasons, what a system added), engine fields as they are.
+    """
+    data = state.model_dump(mode="json", exclude={"applied", "through"})
+    if file is not None:
+        data.update(file.model_dump(mode="json", exclude={"case_id", "source", "category"}))
+    data.setdefault("summary", "")
+    data["history"] = [e.model_dump(mode="json", exclude={"opened"}, exclude_none=True)
+                       for e in history]
+    data["deadlines"] = [
+        {"stage": e["stage"], "due": e["due"], "set_at": e["at"], "by": e["type"]}
+        for e in data["history"] if e.get("due") and e.get("stage")
+    ]
+    masked: dict[str, Any] = mask_record(data)
+    return masked
+
+
+def period(start: str | None, end: str | None, tz_name: str, now: datetime
+           ) -> tuple[date, date]:
+    """``from``/``to`` (RFC 3339 instants or dates) as local days; default today.
+
+    ValueError, with the reason for a 400, for a value that is not a time, one whose local
+    day is outside years 1–9999 (``0001-01-01T00:00:00+14:00``: ``astimezone`` overflows),
+    ``from`` after ``to``, or more than ``MAX_DAYS`` days: the figures are read per day.
+    """
+    tz = ZoneInfo(tz_name)
+    today = now.astimezone(tz).date()
+
+    def day(name: str, v: str | None) -> date:
+        if not v:
+            return today
+        shown = v if len(v) <= ECHO_MAX else v[:ECHO_MAX] + "…"
+        try:
+            t = datetime.fromisoformat(v.replace(" ", "+"))  # a '+' in a query is a space
+            return t.astimezone(tz).date() if t.tzinfo else t.date()
+        except ValueError:
+            raise ValueError(f"{name}: not an RFC 3339 time or a date: {shown!r}") from None
+        except OverflowError:
+            raise ValueError(f"{name}: {shown!r} is out of range in {tz_name}") from None
+
+    first, last = day("from", start), day("to", end)
+    if first > last:
+        raise ValueError(f"from {first.isoformat()} is after to {last.isoformat()}")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise ValueError(f"from {first.isoformat()} to {last.isoformat()} is "
+                         f"{(last - first).days + 1} days: at most {MAX_DAYS}")
+    return first, last
+
+
+def echo(value: str) -> str:
+    """A request's value repeated in an error answer, cut: never the whole 100 KB."""
+    return value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + "…"
+
+
+def json_error(status: int, reason: str, **fields: Any) -> aioweb.Response:
+    return aioweb.Response(body=orjson.dumps({"error": reason, **fields}), status=status,
+                           content_type="application/json")
+
+
+# Defence in depth for the board (it inserts every value as text already): only its own
+# scripts run, nothing frames it, no type is sniffed, no address leaks to a link.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _hardened(response: aioweb.StreamResponse) -> aioweb.StreamResponse:
+    if not response.prepared:  # a streamed answer has sent its headers already
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+@aioweb.middleware
+async def json_errors(request: aioweb.Request,
+                      handler: Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
+                      ) -> aioweb.StreamResponse:
+    """Every error as JSON: aiohttp's own (404 no route, 405) with their reason, anything a
+    handler raises logged with its traceback and answered 500 ``internal error``."""
+    try:
+        return _hardened(await handler(request))
+    except aioweb.HTTPException as e:
+        if e.status < 400:
+            raise
+        answer = json_error(e.status, (e.reason or "error").lower())
+        if "Allow" in e.headers:  # a 405 names the methods there are
+            answer.headers["Allow"] = e.headers["Allow"]
+        return _hardened(answer)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise  # the client went away: nothing to answer
+    except aiohttp.ClientError as e:  # a routed request (table_route): the owner is away
+        log.warning("http_route_failed", method=request.method, path=echo(request.path),
+                    error=type(e).__name__)
+        return _hardened(json_error(
+            503, "the worker holding this record did not answer; try again"))
+    except Exception:
+        log.exception("http_error", method=request.method, path=echo(request.path))
+        return _hardened(json_error(500, "internal error"))
+
+
+def checked_id(param: str) -> Callable[[Any], Any]:
+    """Refuse a path id no record can have (longer than the contract's ``Id``, or not
+    encodable text) with a 400 before ``table_route`` hashes it to a partition."""
+    def decorate(fun: Any) -> Any:
+        @functools.wraps(fun)
+        async def handler(self: View, request: Request, **kwargs: Any) -> Response:
+            value = str(request.match_info.get(param, ""))
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return self.json({"error": f"{param} is not text"}, status=400)
+            if len(value) > ID_MAX:
+                return self.json({"error": f"{param} longer than {ID_MAX} characters",
+                                  param: echo(value)}, status=400)
+            return await fun(self, request, **kwargs)
+        return handler
+    return decorate
+
+
+async def unit_stats_body(engine: Engine, code: str, start: date, end: date
+                          ) -> dict[str, Any]:
+    """``GET /units/{code}/stats``: the city's figures of ``code`` (every worker's share,
+    engine/runtime/http/citywide.py), its directive figures, ``coverage`` and this worker's
+    ``partitions``."""
+    city = await citywide.gather(engine, start, end, unit=code, issuer=code)
+    body = figures.stats_of(code, start, end, city.units, engine.world.topology)
+    fields = DirectiveState.model_fields  # a peer's record may carry more (its partition)
+    body["directives"] = directive.issuer_figures([
+        DirectiveState.model_validate({k: v for k, v in r.items() if k in fields})
+        for r in city.records.get("directives", [])])
+    body["partitions"] = citywide.held(engine)  # the share of the city this worker holds
+    body["coverage"] = city.coverage()
+    return body
+
+
+def share_request(engine: Engine, query: Any) -> dict[str, Any]:
+    """``GET /internal/share``: this worker's share (engine/runtime/http/citywide.py). ValueError,
+    with
+    the reason for a 400, for a bad period, an unknown unit or a bad ``latest``."""
+    start, end = period(query.get("from"), query.get("to"),
+                        engine.world.policy.calendar.timezone, engine.clock())
+    topo = engine.world.topology
+    unit, issuer = query.get("unit"), query.get("issuer")
+    for name, code in (("unit", unit), ("issuer", issuer)):
+        if code is not None and code not in topo:
+            raise ValueError(f"{name}: unknown unit {echo(code)!r}")
+    try:
+        latest = int(query.get("latest", "0"))
+    except ValueError:
+        raise ValueError(f"latest: not a number: {echo(query['latest'])!r}") from None
+    if not 0 <= latest <= board.LATEST:
+        raise ValueError(f"latest: from 0 to {board.LATEST}")
+    share = citywide.local_share(engine, start, end, unit=unit, issuer=issuer, latest=latest)
+    return citywide.share_json(share)
+
+
+def drop_faust_pages(app: faust.App) -> list[str]:
+    """Remove faust's built-in blueprints (before the server starts); returns their names."""
+    manager = app.web.blueprints
+    if manager.applied:
+        raise RuntimeError("the web server has applied its blueprints already")
+    enabled = manager._enabled  # faust keeps (prefix, blueprint) pairs here until apply()
+    dropped = [str(bp) for _, bp in enabled if _is_faust_page(bp)]
+    enabled[:] = [(prefix, bp) for prefix, bp in enabled if not _is_faust_page(bp)]
+    return dropped
+
+
+def _is_faust_page(blueprint: Any) -> bool:
+    """faust names its own blueprints by import path; ours would be objects."""
+    return isinstance(blueprint, str) and blueprint.startswith(FAUST_PAGES)
+
+
+def register(engine: Engine, health: Health | None = None) -> None:
+    app = engine.app
+    drop_faust_pages(app)
+    app.web.web_app.middlewares.append(json_errors)  # every route, the board's too
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        if health is not None:
+            status, body = health.status()
+            return self.json(body, status=status)
+        if engine.ready:
+            return self.json({"status": "ready"})
+        return self.json({"status": "starting"}, status=503)
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        return self.bytes(generate_latest(engine.metrics.registry),
+                          content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
+
+    @app.page("/catalogue")
+    async def catalogue(self: View, request: Request) -> Response:
+        return self.json(engine.world.catalogue.as_json())
+
+    @app.page("/cases/{case_id}")
+    @checked_id("case_id")
+    @app.table_route(table=engine.cases, match_info="case_id")
+    async def case(self: View, request: Request, case_id: str) -> Response:
+        state = engine.store.state(case_id)
+        if state is None:
+            return self.json({"error": "unknown case", "case_id": case_id}, status=404)
+        return self.json(case_view(state, engine.store.file(case_id),
+                                   engine.store.history(case_id, state.seq)))
+
+    @app.page("/units/{code}/stats")
+    async def unit_stats(self: View, request: Request, code: str) -> Response:
+        if code not in engine.world.topology:
+            return self.json({"error": "unknown unit", "unit": echo(code)}, status=404)
+        try:
+            start, end = period(request.query.get("from"), request.query.get("to"),
+                                engine.world.policy.calendar.timezone, engine.clock())
+        except ValueError as e:
+            return self.json({"error": str(e)}, status=400)
+        return self.json(await unit_stats_body(engine, code, start, end))
+
+    @app.page(citywide.SHARE_PATH)
+    async def share(self: View, request: Request) -> Response:
+        """For the other workers only (engine/runtime/http/citywide.py): never asks anyone
+        itself."""
+        try:
+            body = share_request(engine, request.query)
+        except ValueError as e:
+            return self.json({"error": str(e)}, status=400)
+        return self.bytes(orjson.dumps(body), content_type="application/json")
+
+    @app.page("/directives/{directive_id}")
+    @checked_id("directive_id")
+    @app.table_route(table=engine.cases, match_info="directive_id")
+    async def directive_status(self: View, request: Request, directive_id: str) -> Response:
+        d = engine.store.directive(directive_id)
+        if d is None:
+            return self.json({"error": "unknown directive", "directive_id": directive_id},
+                             status=404)
+        return self.bytes(engine.statuses.get(d, engine.store, engine.clock()),
+                          content_type="application/json")
+
+    board.register(engine)  # GET /board and its data (engine/runtime/http/board.py)
+    citywide.track(engine)  # which partitions this worker answers for, through rebalances

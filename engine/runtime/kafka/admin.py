@@ -1,0 +1,64 @@
+"""Create the contract's topics idempotently before the worker starts consuming."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from engine.runtime import logs
+from engine.runtime.settings import Settings
+from topics import TopicNames
+
+log = logs.get("zhida.admin")
+
+# With three replicas or more, a write needs two of them in sync: with the producers'
+# acks=all, an acknowledged record is on two brokers, and one broker may be down (or
+# restarting) without stopping writes. Below three replicas the broker's default applies.
+MIN_INSYNC_REPLICAS = 2
+TOPIC_EXISTS = 36  # Kafka's TOPIC_ALREADY_EXISTS error code
+
+
+def topic_configs(replication: int) -> dict[str, str]:
+    """Per-topic settings of the topics the worker creates, for its replication factor."""
+    if replication >= 3:
+        return {"min.insync.replicas": str(MIN_INSYNC_REPLICAS)}
+    return {}
+
+
+async def ensure_topics(settings: Settings, districts: list[str], timeout: float = 30.0
+                        ) -> list[str]:
+    """Return the names created now; existing topics are left as they are."""
+    names = TopicNames(settings.prefix).all(districts)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap,
+                                **settings.client_kwargs())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await admin.start()
+            break
+        except Exception:  # broker not up yet
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            configs = topic_configs(settings.replication)
+            response = await admin.create_topics([
+                NewTopic(n, num_partitions=settings.partitions,
+                         replication_factor=settings.replication,
+                         topic_configs=configs or None) for n in missing
+            ])
+            # e.g. a replication factor above the brokers available (38); another worker
+            # creating the same topic at the same time (36, exists) is no error
+            refused = [(e[0], e[1]) for e in getattr(response, "topic_errors", ())
+                       if e[1] not in (0, TOPIC_EXISTS)]
+            if refused:
+                log.warning("topics_refused", topics=refused, replication=settings.replication)
+        log.info("topics_ready", created=len(missing), total=len(names))
+        return missing
+    finally:
+        await admin.close()

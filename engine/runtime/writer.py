@@ -1,0 +1,581 @@
+"""The case writer's effects, in an order a SIGKILL cannot break.
+
+A batch of commands is decided in memory (an overlay carries a case's state from one command
+to the next), then written in two delivered phases and only then applied locally:
+
+1. **Outputs and derived records**: case events, orders, notifications, dead letters, and on
+   the changelog the history events, new case files and each partition's ``Marks``. Awaited.
+2. **States**: one ``s:<case>`` record per case touched. Awaited.
+3. **Local store** (RocksDB or memory) gets every record, and the persisted changelog offset
+   moves; the commands are acknowledged, and faust commits their offsets later (after
+   flushing its producer).
+
+Why this order is safe, whatever the kill point:
+
+- A state record on the changelog means the command's outputs were delivered before it was
+  sent, so a command found applied on replay (its offset at or below ``state.through``) has
+  nothing left to send.
+- Before phase 2 the state is the old one, so a replay decides the command again and gets the
+  same events, ids and bytes (``Command.at`` is fixed at intake; ids derive from case, seq and
+  target): duplicates a consumer drops by id, never a loss, never a fork.
+- Derived figures carry a watermark (``Marks.through``): a replayed command at or below it was
+  already counted, so phase 1 repeated never counts twice, and phase 1 lost counts nothing.
+- The local store is written only after the changelog has everything, so a kept RocksDB never
+  holds a record the changelog lacks.
+
+Waiting is batched: two round trips per batch, not per command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from faust.types import EventT
+
+from engine.core import (
+    Accepted,
+    CaseFile,
+    CaseState,
+    Command,
+    Duplicate,
+    Ignored,
+    apply,
+    decide,
+    directive,
+    figures,
+    file_after,
+    merge,
+    react,
+    sla,
+)
+from engine.core.decide import Bounce
+from engine.core.model import (
+    DIRECTIVE_KINDS,
+    GROUP_KINDS,
+    DirectiveExpire,
+    Expire,
+    GroupForget,
+    JoinCase,
+    OpenCase,
+)
+from engine.data.policy import Policy
+from engine.runtime import deadletter, logs
+from engine.runtime.app import Engine, Record
+from engine.runtime.http import board
+from engine.runtime.kafka.guard import ContiguityGuard
+from engine.runtime.store import (
+    DIRECTIVE_IDS,
+    GROUP_IDS,
+    TASK_IDS,
+    TIMER_PREFIX,
+    Marks,
+    directive_key,
+    dump,
+    dump_events,
+    dump_timer,
+    event_key,
+    figures_day_key,
+    figures_now_key,
+    file_key,
+    group_key,
+    marks_key,
+    pack,
+    policy_key,
+    state_key,
+    task_key,
+    timer_key,
+)
+from schemas.codec import encode
+
+log = logs.get("zhida.writer")
+
+RETRY_FIRST = 0.2
+RETRY_MAX = 5.0
+
+
+@dataclass
+class _Batch:
+    """Everything one batch will write, grouped by phase."""
+
+    outputs: list[Record] = field(default_factory=list)
+    # partition → records (None: delete)
+    derived: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    states: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    marks: dict[int, Marks] = field(default_factory=dict)
+    # supervision figures (engine/core/figures.py): records touched, by key
+    figures: dict[tuple[int, bytes], dict[str, Any]] = field(default_factory=dict)
+    escalated: list[Any] = field(default_factory=list)  # for the board, once written
+    counted: list[tuple[Command, CaseState | None, CaseState, Accepted]] = field(
+        default_factory=list)
+
+    def put(self, phase: dict[int, dict[bytes, bytes | None]], partition: int, key: bytes,
+            value: bytes | None) -> None:
+        phase.setdefault(partition, {})[key] = value
+
+
+class CaseWriter:
+    """Decides batches of case commands and writes their effects in the safe order."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.guard = ContiguityGuard(engine.app, "case_commands", engine.metrics)
+        self._marks: dict[int, Marks] = {}
+        self._states: dict[str, CaseState | None] = {}
+        self._files: dict[str, CaseFile] = {}
+        self._directives: dict[str, directive.DirectiveState | None] = {}
+        self._tasks: dict[tuple[str, str], directive.Task | None] = {}
+        self._groups: dict[str, merge.GroupState] = {}
+        self._tz = ZoneInfo(engine.world.policy.calendar.timezone)
+        self._policies_kept: set[tuple[int, str]] = set()
+        self._resumed_at: float | None = None
+
+    # ---- marks: the partition's durable watermark and counts ----
+
+    def marks(self, partition: int) -> Marks:
+        m = self._marks.get(partition)
+        if m is None:
+            m = self._marks[partition] = self.store.marks(partition)
+        return m
+
+    def on_assignment(self, partitions: Sequence[int]) -> dict[str, int]:
+        """Forget cached marks (another worker may have moved them); return open counts."""
+        self._marks.clear()
+        self._policies_kept.clear()
+        self._resumed_at = time.monotonic()  # the first batch after it is logged
+        totals: dict[str, int] = {}
+        for p in partitions:
+            for state, n in self.marks(p).counts.items():
+                totals[state] = totals.get(state, 0) + n
+        return totals
+
+    # ---- one batch ----
+
+    async def handle(self, events: Sequence[EventT]) -> None:
+        self._states.clear()
+        self._files.clear()
+        self._directives.clear()
+        self._tasks.clear()
+        self._groups.clear()
+        batch = _Batch()
+        for event in events:
+            m = event.message
+            through = (batch.marks[m.partition] if m.partition in batch.marks
+                       else self.marks(m.partition)).through
+            if not await self.guard.accept(event, through + 1):
+                continue
+            started = time.perf_counter()
+            await self._one(batch, event)
+            self.engine.metrics.decide_seconds.observe(time.perf_counter() - started)
+        if batch.marks:
+            await self._write(batch)
+        if self._resumed_at is not None:  # where a restart's first batch starts, how long
+            first: dict[int, int] = {}
+            for event in events:
+                first.setdefault(event.message.partition, event.message.offset)
+            log.info("writer_resumed", commands=len(events), first_offsets=first,
+                     after_assignment=round(time.monotonic() - self._resumed_at, 3))
+            self._resumed_at = None
+
+    async def _one(self, batch: _Batch, event: EventT) -> None:
+        engine, metrics = self.engine, self.engine.metrics
+        m = event.message
+        p, offset = m.partition, m.offset
+        if p not in batch.marks:  # a copy: the cache changes only once the batch is written
+            batch.marks[p] = self.marks(p).copy()
+        marks = batch.marks[p]
+        fresh = offset > marks.through  # not yet folded into the derived figures
+        marks.through = max(marks.through, offset)
+        try:
+            cmd = Command.model_validate(orjson.loads(m.value))
+        except Exception as e:  # written by our own intake: a bug, but keep the input
+            batch.outputs.append(engine.dead_letter_record(
+                "schema", f"bad internal command: {e}", topic=m.topic, partition=p,
+                offset=offset, key=m.key, value=m.value))
+            return
+        if cmd.body.kind in DIRECTIVE_KINDS:
+            self._directive(batch, cmd, p, offset, fresh)
+            return
+        if cmd.body.kind in GROUP_KINDS:
+            self._group(batch, cmd, p, offset, fresh)
+            return
+        state = self._state(cmd.case_id, p)
+        if state is not None and offset <= state.through:
+            metrics.replays.inc()  # applied before a crash, outputs delivered then
+            return
+        if state is not None:
+            self._know_policy(state.policy, p)
+        try:
+            decision = decide(state, cmd, engine.world)
+            if isinstance(decision, Accepted):
+                new = apply(state, cmd, decision.events).model_copy(update={"through": offset})
+                before_file = self._file(cmd.case_id, p) if state is not None else None
+                file = file_after(before_file, decision.events, cmd)
+                outputs = react(new, file, decision.events, engine.world.topology)
+        except Exception as e:  # a bug in the core must not stop every other case
+            log.exception("decide_failed", case_id=cmd.case_id, kind=cmd.body.kind)
+            metrics.internal_errors.inc()
+            o = cmd.origin
+            batch.outputs.append(engine.dead_letter_origin_record(
+                o, "invalid_transition",
+                f"engine error deciding {cmd.body.kind} for case {cmd.case_id}: {e!r}",
+                at=cmd.at))
+            return
+        if isinstance(decision, Accepted):
+            batch.outputs.extend(engine.output_record(out) for out in outputs)
+            batch.put(batch.derived, p, event_key(cmd.case_id, decision.events[0].seq),
+                      dump_events(decision.events))
+            if state is None or file is not before_file:  # opened, or a complainant joined
+                batch.put(batch.derived, p, file_key(cmd.case_id), dump(file))
+                self._files[cmd.case_id] = file
+            if state is None:
+                self._keep_policy(batch, new.policy, p)
+            if new.state == "closed" and new.group and (state is None
+                                                        or state.state != "closed"):
+                # its merge group must not send it more reports (engine/core/merge.py)
+                batch.outputs.append(self._command_record(Command(
+                    case_id=new.group, at=cmd.at, body=GroupForget(case_id=cmd.case_id))))
+            self._index(batch, p, cmd.case_id, sla.next_timer(state) if state else None,
+                        sla.next_timer(new), fresh)
+            if isinstance(cmd.body, Expire) and fresh:
+                self._fired(cmd.body.timer, cmd.body.instant)
+            batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
+            self._states[cmd.case_id] = new
+            self._count_figures(batch, p, offset, state, new, decision.events)
+            batch.escalated += [e for e in decision.events if e.type == "escalated"]
+            if fresh:
+                body = cmd.body
+                if isinstance(body, JoinCase):  # counted where it lands, once
+                    metrics.merges.labels("joined").inc()
+                elif isinstance(body, OpenCase) and body.group:
+                    metrics.merges.labels("opened").inc()
+                marks.moved(state.state if state else None, new.state)
+                batch.counted.append((cmd, state, new, decision))
+                engine.metrics.count_outputs(outputs)
+        elif isinstance(decision, Duplicate):
+            metrics.duplicates.labels(cmd.body.kind).inc()
+        elif isinstance(decision, Bounce):  # the case closed: the report opens its own
+            batch.outputs.append(self._command_record(decision.command))
+            if fresh:
+                metrics.merges.labels("bounced").inc()
+        elif isinstance(decision, Ignored):
+            metrics.ignored.inc()
+            body = cmd.body
+            if isinstance(body, Expire):  # a stale index entry: drop it, it fired its last
+                current = sla.next_timer(state) if state else None
+                if current is None or current.at != body.instant:
+                    batch.put(batch.derived, p, timer_key(cmd.case_id, body.instant), None)
+        else:
+            batch.outputs.append(engine.dead_letter_origin_record(
+                cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    def _directive(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool
+                   ) -> None:
+        """A directive command: the same phases as a case's, over the directive's records
+        (``d:`` in phase 2 with its tasks ``k:``; task timers ``t:`` in phase 1)."""
+        engine, metrics = self.engine, self.engine.metrics
+        did = cmd.case_id
+        d = self._directive_state(did, p)
+        if d is not None and offset <= d.through:
+            metrics.replays.inc()
+            return
+        if d is not None:
+            self._know_policy(d.policy, p)
+        target = directive.target_of(cmd)
+        task = self._task(did, target, p) if target is not None and d is not None else None
+        try:
+            decision = directive.decide(d, task, cmd, engine.world)
+            if isinstance(decision, directive.Changed):
+                outputs = directive.react(decision.directive, decision.events,
+                                          engine.world.topology, decision.issue)
+        except Exception as e:  # a bug in the core must not stop every other aggregate
+            log.exception("decide_failed", directive_id=did, kind=cmd.body.kind)
+            metrics.internal_errors.inc()
+            batch.outputs.append(engine.dead_letter_origin_record(
+                cmd.origin, "invalid_transition",
+                f"engine error deciding {cmd.body.kind} for directive {did}: {e!r}",
+                at=cmd.at))
+            return
+        if isinstance(decision, directive.Changed):
+            new = decision.directive.model_copy(update={"through": offset})
+            batch.outputs.extend(engine.output_record(out) for out in outputs)
+            if d is None:
+                self._keep_policy(batch, new.policy, p)
+            for t in decision.tasks:
+                self._index(batch, p, did, directive.next_timer(task) if task else None,
+                            directive.next_timer(t), fresh)
+                batch.put(batch.states, p, task_key(did, t.target), dump(t, TASK_IDS))
+                self._tasks[(did, t.target)] = t
+            batch.put(batch.states, p, directive_key(did), dump(new, DIRECTIVE_IDS))
+            batch.escalated += [e for e in decision.events if e.type == "escalated"]
+            self._directives[did] = new
+            body = cmd.body
+            if isinstance(body, DirectiveExpire) and fresh:
+                self._fired(body.timer, body.instant)
+            if fresh:
+                for e in decision.events:
+                    metrics.directive_events.labels(e.type).inc()
+                engine.metrics.count_outputs(outputs)
+        elif isinstance(decision, Duplicate):
+            metrics.duplicates.labels(cmd.body.kind).inc()
+        elif isinstance(decision, Ignored):
+            metrics.ignored.inc()
+            body = cmd.body
+            if isinstance(body, DirectiveExpire):  # a stale index entry: drop it
+                current = directive.next_timer(task) if task is not None else None
+                if current is None or current.at != body.instant:
+                    batch.put(batch.derived, p, timer_key(did, body.instant, body.target),
+                              None)
+        else:
+            batch.outputs.append(engine.dead_letter_origin_record(
+                cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    def _index(self, batch: _Batch, p: int, owner: str, before: sla.Timer | None,
+               after: sla.Timer | None, fresh: bool) -> None:
+        """The durable timer index follows the state (derived records: phase 1); a case's
+        timer or a directive task's (its ``target`` in the key)."""
+        if before == after:
+            return
+        if before is not None:
+            batch.put(batch.derived, p, timer_key(owner, before.at, before.target), None)
+        if after is not None:
+            batch.put(batch.derived, p, timer_key(owner, after.at, after.target),
+                      dump_timer(after))
+        if fresh:
+            batch.marks[p].timers += (after is not None) - (before is not None)
+
+    def _fired(self, kind: str, instant: datetime) -> None:
+        metrics = self.engine.metrics
+        metrics.timer_firings.labels(kind).inc()
+        metrics.timer_lateness.observe(max((self.engine.clock() - instant).total_seconds(), 0))
+
+    def _count_figures(self, batch: _Batch, p: int, offset: int, before: CaseState | None,
+                       after: CaseState, events: list[Any]) -> None:
+        """Fold a command into its partition's figure records, each once: a record carries
+        the offset it is counted through, so a replay after a crash adds nothing twice
+        (they are written in phase 1, apart from ``Marks``, hence a watermark of their own)."""
+        delta = figures.tally(before, after, events, self._tz)
+        if not delta:
+            return
+        by_day: dict[str, dict[str, dict[str, int]]] = {}
+        for (unit, day), counters in delta.days.items():
+            by_day.setdefault(day, {})[unit] = counters
+        targets = [(figures_day_key(p, day), add) for day, add in by_day.items()]
+        if delta.now:
+            targets.append((figures_now_key(p), delta.now))
+        for key, add in targets:
+            rec = batch.figures.get((p, key))
+            if rec is None:
+                rec = self.store.figures(p, key)
+                rec = batch.figures[(p, key)] = {"through": rec["through"],
+                                                  "units": rec["units"]}
+            if offset <= rec["through"]:
+                continue  # counted before a crash
+            figures.merge(rec["units"], add)
+            rec["through"] = offset
+
+    def _group(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool) -> None:
+        """A report that may merge, at its group: join an open case or open its own; the
+        group's state and the forwarded command in the same phases as everything else."""
+        engine = self.engine
+        key = cmd.case_id
+        g = self._groups[key] if key in self._groups else self.store.group(key, p)
+        if g is not None and offset <= g.through:
+            engine.metrics.replays.inc()
+            return
+        policy = engine.world.policy
+        routed = merge.route(g, cmd, policy.merge_window, policy.merge_radius_m)
+        if routed is None:  # a repeated forget
+            return
+        forward = routed.forward
+        if forward is not None and isinstance(forward.body, OpenCase):
+            # the case must tell its group when it closes
+            forward = forward.model_copy(
+                update={"body": forward.body.model_copy(update={"group": key})})
+        new = routed.group.model_copy(update={"through": offset})
+        if forward is not None:
+            batch.outputs.append(self._command_record(forward))
+        batch.put(batch.states, p, group_key(key), dump(new, GROUP_IDS))
+        self._groups[key] = new
+
+    def _command_record(self, cmd: Command) -> Record:
+        """A command this writer hands on (a merge's forward, a bounce, a forget): phase 1,
+        deterministic, so a replay sends the same bytes and the receiver dedupes."""
+        return Record(self.engine.names.case_commands, cmd.case_id.encode(), encode(cmd))
+
+    def _directive_state(self, did: str, partition: int) -> directive.DirectiveState | None:
+        if did in self._directives:
+            return self._directives[did]
+        return self.store.directive(did, partition)
+
+    def _task(self, did: str, target: str, partition: int) -> directive.Task | None:
+        if (did, target) in self._tasks:
+            return self._tasks[(did, target)]
+        return self.store.task(did, target, partition)
+
+    def _know_policy(self, digest: str, partition: int) -> None:
+        """Load the policy version a case was opened under, if this worker lacks it."""
+        world = self.engine.world
+        if world.knows(digest):
+            return
+        raw = self.store.get(partition, policy_key(digest))
+        if raw is None:  # cannot happen unless the store was tampered with: say so loudly
+            log.error("policy_version_missing", digest=digest, partition=partition)
+            world.policies[digest] = world.policy
+            return
+        world.policies[digest] = Policy.restore(raw)
+        log.info("policy_version_loaded", digest=digest)
+
+    def _keep_policy(self, batch: _Batch, digest: str, partition: int) -> None:
+        """Store the policy version of a new case once per partition, by digest."""
+        if (partition, digest) in self._policies_kept:
+            return
+        if self.store.get(partition, policy_key(digest)) is None:
+            batch.put(batch.derived, partition, policy_key(digest),
+                      self.engine.world.policy_for(digest).dump())
+        self._policies_kept.add((partition, digest))
+
+    def _state(self, case_id: str, partition: int) -> CaseState | None:
+        if case_id in self._states:
+            return self._states[case_id]
+        return self.store.state(case_id, partition)
+
+    def _file(self, case_id: str, partition: int) -> CaseFile | None:
+        if case_id in self._files:
+            return self._files[case_id]
+        return self.store.file(case_id, partition)
+
+    # ---- the phases ----
+
+    async def _write(self, batch: _Batch) -> None:
+        engine = self.engine
+        for p, marks in batch.marks.items():
+            batch.put(batch.derived, p, marks_key(p), marks.dump())
+        for (p, key), rec in batch.figures.items():
+            batch.put(batch.derived, p, key, pack(rec))
+        changelog = self.store.table.changelog_topic.get_topic_name()
+        phase1 = [*batch.outputs, *_changelog_records(changelog, batch.derived)]
+        ends1 = await self._deliver(phase1)
+        ends2 = await self._deliver(_changelog_records(changelog, batch.states))
+        for p in set(batch.derived) | set(batch.states):
+            items = [*batch.derived.get(p, {}).items(), *batch.states.get(p, {}).items()]
+            end = max((e for e in (ends1.get((changelog, p)), ends2.get((changelog, p)))
+                       if e is not None), default=None)
+            self.store.write(p, items, end)
+        self._marks.update(batch.marks)
+        for e in batch.escalated:  # the board's latest 督办 (engine/runtime/http/board.py)
+            board.note_escalation(engine, e)
+        for task in self._tasks.values():  # the status cache follows what is now stored
+            if task is not None:
+                engine.statuses.task_written(task)
+        ticker = engine.ticker
+        if ticker is not None:
+            for items in batch.derived.values():
+                for k, v in items.items():
+                    if v is None and k.startswith(TIMER_PREFIX):
+                        ticker.cleared(k)
+        for cmd, before, after, decision in batch.counted:
+            engine.count_case(cmd, before, after, decision)
+        engine.set_case_gauges(self._open_counts())
+        engine.metrics.timers_armed.set(sum(m.timers for m in self._marks.values()))
+
+    def _open_counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for m in self._marks.values():
+            for state, n in m.counts.items():
+                totals[state] = totals.get(state, 0) + n
+        return totals
+
+    async def _deliver(self, records: list[Record]) -> dict[tuple[str, int], int]:
+        """Produce and wait for every record; retry the lot until the brokers take it.
+
+        Returns the highest offset written per (topic, partition). Resending is safe: every
+        record is deterministic, so a retry at worst duplicates with the same ids.
+
+        A dead letter the brokers refuse for good (too large for the topic, no ACL: bounded
+        letters cannot be too large for the producer) is logged ``deadletter_failed`` and
+        counted once, and ``/readyz`` reports the writer stopped (engine/runtime/deadletter.py): a
+        batch spans partitions and is written whole, so the writer cannot skip the letter nor
+        pause one partition; it keeps retrying slowly, the commands stay uncommitted, and it
+        goes on by itself once the cause is fixed.
+        """
+        if not records:
+            return {}
+        engine = self.engine
+        delay = RETRY_FIRST
+        stopped = False
+        while True:
+            done, failed = await self._produce(records)
+            if not failed:
+                if stopped:
+                    engine.letter_stops.clear(_WRITER_STOP)
+                    log.info("deadletter_sent_after_failure", records=len(records))
+                ends: dict[tuple[str, int], int] = {}
+                for md in done:
+                    key = (md.topic, md.partition)
+                    ends[key] = max(ends.get(key, -1), md.offset)
+                return ends
+            error = failed[0][1]
+            engine.metrics.produce_retries.inc()
+            log.warning("produce_retry", records=len(records), failed=len(failed),
+                        error=repr(error)[:300], retry_in=delay)
+            letters = [(r, e) for r, e in failed
+                       if r.topic == engine.names.deadletter and not deadletter.retriable(e)]
+            if letters and not stopped:
+                stopped = True
+                self._letters_failed(letters)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _produce(self, records: list[Record]
+                       ) -> tuple[list[Any], list[tuple[Record, BaseException]]]:
+        """Send every record and wait: (metadata of each, []) or ([], the records that
+        failed with their errors); a record the producer refuses at once ends the round."""
+        producer = self.engine.app.producer
+        futures = []
+        for r in records:
+            try:
+                futures.append(await producer.send(r.topic, r.key, r.value, r.partition, None,
+                                                   r.headers))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                return [], [(r, e)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [(r, x) for r, x in zip(records, results, strict=True)
+                  if isinstance(x, BaseException)]
+        return ([], failed) if failed else (results, [])
+
+    def _letters_failed(self, letters: list[tuple[Record, BaseException]]) -> None:
+        """Log and count dead letters refused for good, once per stuck batch."""
+        engine = self.engine
+        where = ""
+        for r, e in letters:
+            engine.metrics.deadletter_failures.labels("case_commands").inc()
+            try:  # where the input was, from the letter (never its content)
+                body = orjson.loads(r.value or b"{}")
+            except orjson.JSONDecodeError:
+                body = {}
+            where = f"{body.get('source_topic')}[{body.get('partition')}]@{body.get('offset')}"
+            log.error("deadletter_failed", consumer="case_commands", reason=body.get("reason"),
+                      topic=body.get("source_topic"), partition=body.get("partition"),
+                      offset=body.get("offset"), error=deadletter.error_name(e),
+                      message=repr(e)[:300], stopped="case_commands (every partition)")
+        engine.letter_stops.set(_WRITER_STOP, deadletter.Stop(
+            "case_commands", where, deadletter.error_name(letters[0][1]), None))
+
+
+_WRITER_STOP = ("case_commands", None)  # the writer's entry in ``Engine.letter_stops``
+
+
+def _changelog_records(topic: str, phase: dict[int, dict[bytes, bytes | None]]
+                       ) -> list[Record]:
+    return [Record(topic, k, v, p) for p, items in phase.items() for k, v in items.items()]
+
