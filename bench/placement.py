@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.core.place import Placement
-from engine.data.places import address_matcher, geo_index
 from engine.data.topology import Topology
+from engine.runtime.world import address_matcher, geo_index
 
 ADDRESSES = Path(__file__).resolve().parents[1] / "tests" / "unit" / "data" / "addresses.tsv"
 BBOX = (27.9, 32.4, 105.1, 110.4)  # lat min, lat max, lon min, lon max

@@ -127,7 +127,7 @@ async def storm(run: EngineRun, producer: AIOKafkaProducer, topo: Topology, dist
 def placement_table() -> tuple[str, float | None]:
     """bench.placement's table, and the address set's accuracy."""
     from bench import placement
-    from engine.data.places import address_matcher
+    from engine.runtime.world import address_matcher
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.core.model import ApplyRating, ApplyUpdate, Command, Complainant, Expire, OpenCase
 from engine.core.world import World
+from engine.runtime.world import load_world
 from schemas.inbound import Citizen, CitizenFeedback, UnitUpdate
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -71,4 +72,4 @@ def world_with(policy: str, directory: Path, today: date = date(2026, 11, 23)) -
     """A ``World`` with the default topology and catalogue and this policy text."""
     f = directory / "policy.toml"
     f.write_text(policy, encoding="utf-8")
-    return World.load(policy=str(f), today=today)
+    return load_world(policy=str(f), today=today)

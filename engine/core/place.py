@@ -1,7 +1,7 @@
 """Where a report is: a WGS-84 point or an address text → a unit code, or a triage reason.
 
 Pure: built from data handed in (district polygons, the topology's names), no I/O, no clock.
-``engine.data.places`` loads the data files and caches one of each. See docs/placement.md.
+``engine.runtime.world`` loads the data files and caches one of each. See docs/placement.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""The read-only facts the core decides with: topology, catalogue, policy, working time."""
+"""The read-only facts the core decides with: topology, catalogue, policy, working time.
+
+Built from the operator files by engine/runtime/world.py (``load_world``): the core reads no
+file."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from engine.core.calendar import WorkingTime, build_calendar
 from engine.core.place import Placer
@@ -24,19 +27,6 @@ class World:
     # loads them from the store; a restart with a new file never rewrites running cases)
     policies: dict[str, Policy] = field(default_factory=dict)
     placer: Placer | None = None  # points and addresses → units (engine/core/place.py)
-
-    @classmethod
-    def load(cls, topology: str | None = None, catalogue: str | None = None,
-             policy: str | None = None, today: date | None = None) -> World:
-        p = Policy.load(policy)
-        from engine.data import places  # data files: loaded once per process
-
-        topo = Topology.load(topology)
-        world = cls(topo, Catalogue.load(catalogue), p,
-                    calendars_for(p, today or datetime.now(UTC).date()),
-                    placer=places.placer() if topology is None else places.placer_for(topo))
-        world.catalogue.check_owners(world.topology)
-        return world
 
     def policy_for(self, digest: str) -> Policy:
         """The policy frozen on a case; KeyError if its version was not loaded first."""

@@ -3,7 +3,7 @@
 Built from what the engine itself runs on, so it cannot drift from it: the topic
 declarations (``topics.SPECS``; the dispatch topics per district from the shipped
 topology), the pydantic models of every body (the same ones ``docs/schemas/*.json`` come
-from, ``engine/docgen/generate.py``) and the CloudEvents headers ``engine/runtime/envelope.py``
+from, ``engine/docgen/schemas.py``) and the CloudEvents headers ``engine/runtime/envelope.py``
 writes.
 ``python -m engine.docgen`` writes it with the other generated docs;
 ``tests/unit/test_asyncapi.py`` checks it against the official AsyncAPI 3.0.0 JSON Schema
@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from engine.data.topology import CITY_TOPIC_KEY, Topology
-from engine.docgen.generate import DOCS, ROOT, SCHEMAS, open_schema
+from engine.docgen.schemas import DOCS, ROOT, SCHEMAS, open_schema
 from topics import DISPATCH_SUFFIX, SPECS, TopicSpec
 
 PATH = DOCS / "asyncapi.json"
@@ -106,7 +106,7 @@ def _channels_of() -> list[tuple[str, TopicSpec | None]]:
         if spec.direction == "internal":
             continue
         if spec.suffix not in SCHEMAS:
-            raise KeyError(f"topic {spec.suffix} has no model in engine/docgen/generate.py SCHEMAS")
+            raise KeyError(f"topic {spec.suffix} has no model in engine/docgen/schemas.py SCHEMAS")
         out.append((spec.suffix, spec))
     out.append(("dispatch", None))
     return out

@@ -7,19 +7,19 @@ import sys
 
 import faust
 
-from engine.core import World
 from engine.runtime import logs, signing, timers
 from engine.runtime.app import Engine
 from engine.runtime.health import Health
 from engine.runtime.http import routes as web
 from engine.runtime.kafka.admin import ensure_topics
 from engine.runtime.settings import Settings
+from engine.runtime.world import load_world
 
 log = logs.get("zhida.worker")
 
 
 def build(settings: Settings) -> Engine:
-    world = World.load(
+    world = load_world(
         str(settings.topology) if settings.topology else None,
         str(settings.catalogue) if settings.catalogue else None,
         str(settings.policy) if settings.policy else None,

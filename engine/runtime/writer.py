@@ -66,9 +66,8 @@ from engine.core.model import (
     OpenCase,
 )
 from engine.data.policy import Policy
-from engine.runtime import deadletter, logs
+from engine.runtime import deadletter, latest, logs
 from engine.runtime.app import Engine, Record
-from engine.runtime.http import board
 from engine.runtime.kafka.guard import ContiguityGuard
 from engine.runtime.store import (
     DIRECTIVE_IDS,
@@ -470,8 +469,8 @@ class CaseWriter:
                        if e is not None), default=None)
             self.store.write(p, items, end)
         self._marks.update(batch.marks)
-        for e in batch.escalated:  # the board's latest 督办 (engine/runtime/http/board.py)
-            board.note_escalation(engine, e)
+        for e in batch.escalated:  # the board's latest 督办 (engine/runtime/latest.py)
+            latest.note_escalation(engine, e)
         for task in self._tasks.values():  # the status cache follows what is now stored
             if task is not None:
                 engine.statuses.task_written(task)

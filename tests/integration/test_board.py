@@ -28,7 +28,7 @@ import pytest
 from engine.core.directive import DirectiveEvent
 from engine.core.ids import case_id_for
 from engine.core.model import CaseEvent
-from engine.runtime.http import board
+from engine.runtime import latest
 from tests.helpers import POLL_PROCESS
 from tests.integration.conftest import NAMES, ROOT, TOPO, Collector, Worker
 
@@ -260,23 +260,23 @@ def test_the_escalation_ring_keeps_the_latest_once_and_only_held_partitions() ->
     e: Any = _Engine()
     at = datetime.now(UTC)
     street = TOPO.streets_of(DRILL)[0]
-    for seq in range(1, board.LATEST + 6):
+    for seq in range(1, latest.LATEST + 6):
         ev = CaseEvent(case_id="case-1", seq=seq, type="escalated", at=at, state="dispatched",
                        unit=street, late_unit=street, supervisor=DRILL, escalation_level=1)
-        board.note_escalation(e, ev)
-        board.note_escalation(e, ev)  # a replay after a crash: kept once
-    board.note_escalation(e, CaseEvent(case_id="case-1", seq=99, type="warned", at=at,
+        latest.note_escalation(e, ev)
+        latest.note_escalation(e, ev)  # a replay after a crash: kept once
+    latest.note_escalation(e, CaseEvent(case_id="case-1", seq=99, type="warned", at=at,
                                        state="dispatched", unit=street))  # not an escalation
-    board.note_escalation(e, DirectiveEvent(directive_id="D-1", seq=3, type="escalated", at=at,
+    latest.note_escalation(e, DirectiveEvent(directive_id="D-1", seq=3, type="escalated", at=at,
                                             target=street, late_unit=street, supervisor=DRILL,
                                             escalation_level=1))
-    got = board.latest_escalations(e)
-    assert len(got) == board.LATEST
+    got = latest.latest_escalations(e)
+    assert len(got) == latest.LATEST
     assert got[0]["kind"] == "directive" and got[0]["late_name"] == TOPO.name(street)
     assert got[0]["supervisor_name"] == TOPO.name(DRILL) and got[0]["district"] == DRILL
-    assert [g["seq"] for g in got[1:]] == list(range(board.LATEST + 5, 6, -1))
+    assert [g["seq"] for g in got[1:]] == list(range(latest.LATEST + 5, 6, -1))
     e.partitions = [e.store.partition("D-1")]  # the case's partition moved away
-    assert [g["id"] for g in board.latest_escalations(e)] == ["D-1"]
+    assert [g["id"] for g in latest.latest_escalations(e)] == ["D-1"]
 
 
 def test_demo_keep_serves_the_board_until_ctrl_c(tmp_path: Path) -> None:

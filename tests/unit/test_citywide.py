@@ -13,6 +13,7 @@ import pytest
 
 from engine.core import figures
 from engine.data.topology import Topology
+from engine.runtime import latest
 from engine.runtime.app import advertised_host
 from engine.runtime.http import board
 from engine.runtime.http.citywide import (
@@ -130,14 +131,14 @@ def test_board_lists_merge_newest_first_in_one_order_on_every_worker() -> None:
                 .isoformat(), "late_unit": A, "supervisor": "500103", "level": 1,
                 "stage": "ack", "top": False, "partition": p}
     found = [esc("c1", 1, 0), esc("c2", 5, 1), esc("c3", 3, 2), esc("c0", 5, 3)]
-    got = board.newest_escalations(found, TOPO, n=3)
+    got = latest.newest_escalations(found, TOPO, n=3)
     assert [e["id"] for e in got] == ["c2", "c0", "c3"]
     assert "partition" not in got[0] and got[0]["district"] == "500103"
-    assert [e["id"] for e in board.newest_escalations(list(reversed(found)), TOPO, n=3)] == [
+    assert [e["id"] for e in latest.newest_escalations(list(reversed(found)), TOPO, n=3)] == [
         "c2", "c0", "c3"]
     ds = [{"directive_id": f"d{i}", "issued_at": (T0 + timedelta(hours=i)).isoformat(),
            "partition": i % 2} for i in range(4)]
-    assert [d["directive_id"] for d in board.newest_directives(ds, n=2)] == ["d3", "d2"]
+    assert [d["directive_id"] for d in latest.newest_directives(ds, n=2)] == ["d3", "d2"]
 
 
 def test_a_share_is_collapsed_to_the_unit_s_children_and_rolls_up_the_same() -> None:

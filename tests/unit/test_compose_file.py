@@ -477,15 +477,15 @@ def test_worker_topics_replicated_with_acks_all(services: dict[str, Any], worker
     """The compose worker's settings: faust's own topics (changelog, leader, repartition)
     take ZHIDA_REPLICATION as topic_replication_factor, its producer waits for acks=all,
     and the topics the worker creates carry min.insync.replicas=2."""
-    from engine.core.world import World
     from engine.runtime.app import Engine
     from engine.runtime.kafka.admin import topic_configs
+    from engine.runtime.world import load_world
 
     settings = _worker_settings(services, workers[0], monkeypatch)
     assert settings.replication == 3
     assert topic_configs(settings.replication) == {"min.insync.replicas": "2"}
     settings = settings.model_copy(update={"store": "memory://", "data_dir": tmp_path})
-    engine = Engine(settings, World.load())
+    engine = Engine(settings, load_world())
     conf = engine.app.conf
     assert conf.topic_replication_factor == 3
     assert conf.producer_acks == -1  # "all"

@@ -24,13 +24,13 @@ from faust.exceptions import ProducerSendError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.core.world import World
 from engine.runtime import deadletter
 from engine.runtime.app import Engine, Record
 from engine.runtime.deadletter import Stops, build_letter, send_letter
 from engine.runtime.health import Health
 from engine.runtime.metrics import CONSUMED_TOPICS, Metrics
 from engine.runtime.settings import Settings
+from engine.runtime.world import load_world
 from schemas.codec import Refused, clip, decode
 from schemas.inbound import Complaint
 from schemas.outbound import DETAIL_MAX, KEY_MAX_BYTES, LETTER_MAX_BYTES, DeadLetter
@@ -329,7 +329,7 @@ async def test_the_writer_reports_a_refused_letter_and_goes_on_once_it_is_taken(
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     d = tmp_path_factory.mktemp("engine")
-    yield Engine(Settings(store="memory://", data_dir=d), World.load())
+    yield Engine(Settings(store="memory://", data_dir=d), load_world())
 
 
 async def test_resubmit_never_sends_a_cut_original_as_the_input() -> None:

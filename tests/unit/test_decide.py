@@ -9,7 +9,6 @@ from engine.core import (
     Duplicate,
     Ignored,
     Rejected,
-    World,
     apply,
     decide,
     file_after,
@@ -17,6 +16,7 @@ from engine.core import (
 )
 from engine.core.model import CaseFile, CaseState, Command
 from engine.core.transitions import TRANSITIONS
+from engine.runtime.world import load_world
 from tests.helpers import (
     CITY,
     DISTRICT,
@@ -30,7 +30,7 @@ from tests.helpers import (
     update_cmd,
 )
 
-W = World.load()
+W = load_world()
 FILES: dict[str, CaseFile] = {}
 
 

@@ -23,8 +23,8 @@ from engine.core.place import (
     _district_short_forms,
     _street_forms,
 )
-from engine.data.places import DISTRICTS, address_matcher, geo_index, placer
 from engine.data.topology import Topology
+from engine.runtime.world import DISTRICTS, address_matcher, geo_index, placer
 
 ADDRESSES = Path(__file__).parent / "data" / "addresses.tsv"
 BORDER_M = 200.0  # the policy default (CONTRACT.md, "Operator files")

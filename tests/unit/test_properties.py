@@ -10,7 +10,6 @@ from engine.core import (
     Duplicate,
     Ignored,
     Rejected,
-    World,
     apply,
     decide,
     file_after,
@@ -19,9 +18,10 @@ from engine.core import (
 from engine.core.decide import evolve
 from engine.core.model import CaseState
 from engine.core.sla import next_timer
+from engine.runtime.world import load_world
 from tests.helpers import T0, expire_cmd, open_cmd, rate_cmd, update_cmd
 
-W = World.load()
+W = load_world()
 UNITS = ["500000", "500103", "500103001", "500103003", "500104", "500104001", "500103-CG",
          "500000-JT", "999"]
 ACTIONS = ["ack", "progress", "return", "assign", "assist", "resolve", "suspend", "resume",

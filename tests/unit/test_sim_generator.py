@@ -11,13 +11,13 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.core import World
 from engine.core.decide import Accepted, apply, decide, file_after
 from engine.core.ids import case_id_for
 from engine.core.model import Origin
 from engine.core.react import react
 from engine.data.catalogue import Catalogue
 from engine.data.topology import Topology
+from engine.runtime.world import load_world
 from engine.tools.sim import Scheduler, SimStats
 from engine.tools.sim.centres import Centres
 from engine.tools.sim.citizens import Citizens
@@ -165,7 +165,7 @@ async def test_centres_and_citizens_close_the_loop_through_the_core(
     every case reaches its end: sensed verified, complaints rated (or left unanswered).
     (No ticker runs here, so no street stays silent: only the engine's ladder reaches them.)"""
     monkeypatch.setattr("engine.tools.sim.centres.SILENT_SHARE", 0.0)
-    world = World.load()
+    world = load_world()
     stats = SimStats()
     scheduler = Scheduler(stats)
     sender = FakeSender()

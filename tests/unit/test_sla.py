@@ -8,6 +8,7 @@ import pytest
 from engine.core import Accepted, Ignored, World, apply, decide, file_after, react
 from engine.core.model import CaseFile, CaseState, Command, Expire
 from engine.core.sla import Timer, next_timer
+from engine.runtime.world import load_world
 from tests.helpers import CITY, DISTRICT, STREET, T0, open_cmd, rate_cmd, update_cmd, world_with
 
 POLICY = """
@@ -186,7 +187,7 @@ def test_new_policy_file_does_not_rewrite_running_cases(world: World, tmp_path: 
     c = Case(world, open_cmd())
     f = tmp_path / "p2.toml"
     f.write_text(POLICY.replace('ack = "PT1H"', 'ack = "PT3H"'), encoding="utf-8")
-    newer = World.load(policy=str(f), today=date(2026, 11, 23))
+    newer = load_world(policy=str(f), today=date(2026, 11, 23))
     assert newer.policy.digest != world.policy.digest
     newer.policies[world.policy.digest] = world.policy  # the writer loads it from the store
     c.world = newer

@@ -39,7 +39,7 @@ from engine.core import figures
 from engine.data.topology import Topology
 from engine.runtime import logs
 from engine.runtime.app import Engine
-from engine.runtime.http import board
+from engine.runtime.latest import LATEST, directive_rows, held_escalations
 from engine.runtime.store import CaseStore, figures_now_key
 
 SHARE_PATH = "/internal/share"
@@ -235,9 +235,9 @@ def local_share(engine: Engine, start: date, end: date, *, unit: str | None = No
             for p in parts for d in engine.store.directives(p)
             if d.issuer == issuer and start <= d.issued_at.astimezone(tz).date() <= end]
     if latest:
-        n = min(latest, board.LATEST)  # what the board lists
-        records["latest_directives"] = board.directive_rows(engine, parts, n)
-        records["escalations"] = board.held_escalations(engine, parts)[:n]
+        n = min(latest, LATEST)  # what the board lists
+        records["latest_directives"] = directive_rows(engine, parts, n)
+        records["escalations"] = held_escalations(engine, parts)[:n]
     return Share(str(engine.app.conf.canonical_url), taken_at, units, records)
 
 
