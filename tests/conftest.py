@@ -4,6 +4,10 @@ A test that needs a tool this machine lacks (Chromium, promtool, amtool) skips a
 so ``make test`` works anywhere. CI (``.ci/run``) installs those tools and runs with
 ``CI=true``: there a skip means a test did not run, so it is reported as a failure with the
 skip's reason instead of passing quietly. Expected failures (xfail) are left alone.
+
+Hooks and configuration only: the shared fixtures are in tests/support/fixtures.py, registered
+here with ``pytest_plugins`` (pytest takes it only from a top-level conftest), and the helpers
+tests import are in tests/support/ too, never in a conftest.
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+
+# the helpers' asserts report their values as a test's do (before anything imports them)
+pytest.register_assert_rewrite("tests.support")
+
+pytest_plugins = ["tests.support.fixtures"]
 
 UNDER_CI = "skipped under CI=true"
 

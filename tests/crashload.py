@@ -58,7 +58,7 @@ from engine.core.ids import case_id_for
 from engine.data.catalogue import Catalogue
 from engine.data.topology import Topology
 from engine.tools.broker import EmbeddedBroker, free_port
-from tests.integration.conftest import Worker
+from tests.support.broker import Worker
 from topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]

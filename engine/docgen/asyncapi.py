@@ -6,7 +6,7 @@ topology), the pydantic models of every body (the same ones ``docs/schemas/*.jso
 from, ``engine/docgen/schemas.py``) and the CloudEvents headers ``engine/runtime/envelope.py``
 writes.
 ``python -m engine.docgen`` writes it with the other generated docs;
-``tests/unit/test_asyncapi.py`` checks it against the official AsyncAPI 3.0.0 JSON Schema
+``tests/contract/test_asyncapi.py`` checks it against the official AsyncAPI 3.0.0 JSON Schema
 and that it is fresh.
 
 Convention: operations are named from the engine's side. ``receive`` = the engine consumes

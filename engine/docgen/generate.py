@@ -1,7 +1,7 @@
 """Generate docs from the code: JSON Schemas of the contract messages, the AsyncAPI document
 (engine/docgen/asyncapi.py), the lifecycle diagram.
 
-``python -m engine.docgen`` writes them; ``tests/unit/test_docs_fresh.py`` fails when stale.
+``python -m engine.docgen`` writes them; ``tests/contract/test_docs_fresh.py`` fails when stale.
 """
 
 from __future__ import annotations

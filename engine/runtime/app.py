@@ -7,9 +7,10 @@ no state of their own.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.types import EventT
@@ -20,12 +21,16 @@ from engine.data.topology import CITY_TOPIC_KEY
 from engine.runtime import deadletter, envelope, logs
 from engine.runtime.clock import Clock, system_clock
 from engine.runtime.directive_status import StatusCache
-from engine.runtime.kafka import transport
+from engine.runtime.kafka import recovery, transport
 from engine.runtime.metrics import Metrics
 from engine.runtime.settings import Settings
+from engine.runtime.signing import KeySet
 from engine.runtime.store import CaseStore
 from schemas.codec import clip, encode
 from topics import SPECS, TopicNames
+
+if TYPE_CHECKING:  # the ticker holds the engine: the engine holds it by type only
+    from engine.runtime.timers import Ticker
 
 log = logs.get("zhida.engine")
 STATES: tuple[str, ...] = StateName.__args__  # type: ignore[attr-defined]
@@ -86,7 +91,9 @@ class Engine:
         transport.register()
         transport.CLIENT_KWARGS.clear()  # for the engine's own aiokafka clients
         transport.CLIENT_KWARGS.update(settings.client_kwargs())
-        self.keyset: Any = None  # engine/runtime/signing.py KeySet, when the worker has --keys
+        transport.FETCH_MAX_WAIT_MS = settings.fetch_max_wait_ms
+        recovery.BULK_MIN = settings.bulk_restore_min
+        self.keyset: KeySet | None = None  # when the worker has --keys
         self.letter_stops = deadletter.Stops()  # partitions stopped on an unsent dead letter
         self.app = faust.App(
             settings.app_id,
@@ -143,9 +150,10 @@ class Engine:
         self.cases.changelog_topic = self.cases._new_changelog_topic()
         self.store = CaseStore(self.cases, settings.partitions)
         self.statuses = StatusCache()  # GET /directives/{id} answers (the writer patches it)
-        self.on_assignment: list[Any] = []  # callbacks(partitions of case.commands)
+        # called with the partitions of case.commands once they are recovered
+        self.on_assignment: list[Callable[[list[int]], object]] = []
         self.partitions: list[int] = []  # of case.commands, held by this worker
-        self.ticker: Any = None  # engine/runtime/timers.py, once registered
+        self.ticker: Ticker | None = None  # once registered (engine/runtime/timers.py)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
     async def _on_rebalance_complete(self, *_: Any, **__: Any) -> None:

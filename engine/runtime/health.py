@@ -28,7 +28,6 @@ about 8 s when connections are refused, at most ~15 s when they hang.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,13 +40,6 @@ from engine.runtime import logs
 from engine.runtime.metrics import CONSUMED_TOPICS
 
 log = logs.get("zhida.health")
-
-
-def _env_seconds(name: str, default: float) -> float:
-    value = float(os.environ.get(f"ZHIDA_{name}", default))
-    if value <= 0:
-        raise ValueError(f"ZHIDA_{name} must be positive, got {value}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +70,16 @@ Snapshot = Callable[[], Iterable[Partition]]
 class Health:
     """Readiness from the last checks; ``install`` runs them in a faust task."""
 
-    def __init__(self, engine: Any, *, interval: float | None = None,
-                 broker_down_after: float | None = None, stall_after: float | None = None,
+    def __init__(self, engine: Any, *, interval: float = 2.0, broker_down_after: float = 6.0,
+                 stall_after: float = 20.0,
                  probe_timeout: float = 5.0, probe: Probe | None = None,
                  snapshot: Snapshot | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.metrics = engine.metrics
-        self.interval = interval or _env_seconds("HEALTH_INTERVAL", 2.0)
-        self.broker_down_after = broker_down_after or _env_seconds("BROKER_DOWN_SECONDS", 6.0)
-        self.stall_after = stall_after or _env_seconds("STALL_SECONDS", 20.0)
+        self.interval = interval
+        self.broker_down_after = broker_down_after
+        self.stall_after = stall_after
         self.probe_timeout = probe_timeout
         self.probe = probe or self.probe_brokers
         self.snapshot = snapshot or self.consumer_partitions
@@ -104,6 +96,9 @@ class Health:
     @classmethod
     def install(cls, engine: Any, **kwargs: Any) -> Health:
         """Check from the moment faust starts its tasks (after the first recovery)."""
+        s = engine.settings  # ZHIDA_HEALTH_INTERVAL, _BROKER_DOWN_SECONDS, _STALL_SECONDS
+        kwargs = {"interval": s.health_interval, "broker_down_after": s.broker_down_seconds,
+                  "stall_after": s.stall_seconds, **kwargs}
         health = cls(engine, **kwargs)
         engine.app.task(health.run)
         return health

@@ -60,6 +60,17 @@ class Settings(BaseModel):
     writer_batch_max: int = Field(default=500, ge=1)
     writer_batch_within: float = Field(default=0.01, gt=0)
     log_level: str = "info"
+    # consumer fetch wait, milliseconds: bounds the latency each hop adds (faust hard-codes
+    # 1500; engine/runtime/kafka/transport.py)
+    fetch_max_wait_ms: int = Field(default=50, ge=0)
+    # changelog records behind before a partition is bulk-loaded (engine/runtime/kafka/
+    # recovery.py); below it faust's own path is fine
+    bulk_restore_min: int = Field(default=20_000, ge=0)
+    # readiness checks (engine/runtime/health.py): seconds between them, brokers unreachable
+    # for this long, a partition with records waiting and no progress for this long
+    health_interval: float = Field(default=2.0, gt=0)
+    broker_down_seconds: float = Field(default=6.0, gt=0)
+    stall_seconds: float = Field(default=20.0, gt=0)
     # how long a command waits for the brokers before it gives up with one line naming them
     # (``zhida worker``, ``simulate``, ``tail``, ``lag``, ``deadletters``), seconds
     connect_timeout: float = Field(default=15.0, gt=0)

@@ -7,7 +7,9 @@ within ``--connect-timeout``; 1 for what was asked and is not there (an unknown 
 such dead letter); 130 for Ctrl-C, at any point.
 
 Imports stay inside the functions: a Ctrl-C while Python is still importing faust would
-otherwise end in a traceback, and ``zhida --help`` stays quick.
+otherwise end in a traceback, and ``zhida --help`` stays quick. Only the exit codes are
+imported at once, from engine/tools/ops/common.py (no Kafka client there). The operator
+commands' work is in engine/tools/ops/, one module a command (case, tail, deadletters, lag).
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-EXIT_USAGE = 2  # argparse's own code for a bad flag: bad settings and files use it too
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
-
+from engine.tools.ops.common import EXIT_INTERRUPTED, EXIT_USAGE
 
 # ---- settings, defaults and help ----
 
@@ -45,7 +45,7 @@ def _settings(**overrides: object) -> Any:
     from pydantic import ValidationError
 
     from engine.runtime.settings import Settings
-    from engine.tools.ops import OpsError
+    from engine.tools.ops.common import OpsError
 
     try:
         return Settings.from_env(**overrides)
@@ -106,7 +106,7 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from engine.tools import ops
+    from engine.tools.ops.brokers import check_broker
 
     settings = _settings(
         bootstrap=args.bootstrap, http_port=args.http_port, topology=args.topology,
@@ -118,7 +118,7 @@ def _worker(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return EXIT_USAGE
-    _run(ops.check_broker(settings.bootstrap, settings.connect_timeout, _auth(settings)))
+    _run(check_broker(settings.bootstrap, settings.connect_timeout, _auth(settings)))
     from engine.runtime import worker
 
     worker.run(settings)  # faust stops on SIGINT/SIGTERM by itself, gracefully (exit 0)
@@ -237,11 +237,11 @@ def _file_problem(e: Exception) -> str:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from engine.tools import ops
+    from engine.tools.ops.brokers import check_broker
     from engine.tools.sim import cli as sim_cli
 
     settings = _settings(bootstrap=args.bootstrap, connect_timeout=args.connect_timeout)
-    _run(ops.check_broker(settings.bootstrap, settings.connect_timeout, _auth(settings)))
+    _run(check_broker(settings.bootstrap, settings.connect_timeout, _auth(settings)))
     args.bootstrap = settings.bootstrap
     return sim_cli.main(args)
 
@@ -252,22 +252,22 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(args)
 
 
-# ---- operator tools (engine/tools/ops.py) ----
+# ---- operator tools (engine/tools/ops/: one module a command) ----
 
 
 def _case(args: argparse.Namespace) -> int:
     import os
 
-    from engine.tools import ops
+    from engine.tools.ops import case
 
     settings = _settings(connect_timeout=args.connect_timeout)
-    url = args.url or os.environ.get(ops.URL_ENV) or ops.DEFAULT_URL
-    data = ops.fetch_case(url, args.case_id, settings.connect_timeout)
+    url = args.url or os.environ.get(case.URL_ENV) or case.DEFAULT_URL
+    data = case.fetch_case(url, args.case_id, settings.connect_timeout)
     if args.json:
-        print(ops.case_json(data))
+        print(case.case_json(data))
         return 0
     names = _unit_names(settings)
-    for line in ops.case_lines(data, names):
+    for line in case.case_lines(data, names):
         print(line)
     return 0
 
@@ -284,58 +284,60 @@ def _unit_names(settings: Any) -> Any:
 
 def _tail(args: argparse.Namespace) -> int:
     from engine.data.topology import Topology
-    from engine.tools import ops
+    from engine.tools.ops import tail
+    from engine.tools.ops.common import OpsError, quiet_broken_pipe
 
     settings = _settings(bootstrap=args.bootstrap, connect_timeout=args.connect_timeout)
     try:
         districts = Topology.load(settings.topology).districts
     except Exception as e:
-        raise ops.OpsError(f"topology file {settings.topology}: {_file_problem(e)}",
-                           EXIT_USAGE) from None
-    topics = ops.resolve_topics(args.topic, settings.prefix, districts)
-    opts = ops.TailOptions(units=set(args.unit or ()), cases=set(args.case or ()),
-                           from_beginning=args.from_beginning, max_records=args.max,
-                           pretty=args.pretty, meta=args.meta)
+        raise OpsError(f"topology file {settings.topology}: {_file_problem(e)}",
+                       EXIT_USAGE) from None
+    topics = tail.resolve_topics(args.topic, settings.prefix, districts)
+    opts = tail.TailOptions(units=set(args.unit or ()), cases=set(args.case or ()),
+                            from_beginning=args.from_beginning, max_records=args.max,
+                            pretty=args.pretty, meta=args.meta)
     try:
-        _run(ops.tail(settings.bootstrap, topics, opts, settings.connect_timeout,
-                      auth=_auth(settings)))
+        _run(tail.tail(settings.bootstrap, topics, opts, settings.connect_timeout,
+                       auth=_auth(settings)))
     except BrokenPipeError:
-        ops.quiet_broken_pipe()
+        quiet_broken_pipe()
     return 0
 
 
 def _deadletters(args: argparse.Namespace) -> int:
-    from engine.tools import ops
+    from engine.tools.ops import deadletters
+    from engine.tools.ops.common import OpsError
 
     if args.fixed is not None and args.offset is None:
-        raise ops.OpsError("--fixed FILE needs --offset: the one dead letter it corrects",
-                           EXIT_USAGE)
+        raise OpsError("--fixed FILE needs --offset: the one dead letter it corrects",
+                       EXIT_USAGE)
     settings = _settings(bootstrap=args.bootstrap, connect_timeout=args.connect_timeout)
-    fixed = ops.read_fixed(args.fixed) if args.fixed is not None else None
+    fixed = deadletters.read_fixed(args.fixed) if args.fixed is not None else None
     topic = settings.prefix + "deadletter"
-    letters = _run(ops.read_letters(settings.bootstrap, topic, settings.connect_timeout,
-                                    _auth(settings)))
+    letters = _run(deadletters.read_letters(settings.bootstrap, topic,
+                                            settings.connect_timeout, _auth(settings)))
     if args.resubmit is None and args.offset is None:
-        for line in ops.letter_lines(letters, topic, args.show):
+        for line in deadletters.letter_lines(letters, topic, args.show):
             print(line)
         return 0
-    chosen = ops.select_letters(letters, reason=args.resubmit, offset=args.offset)
-    done = _run(ops.resubmit(settings.bootstrap, chosen, settings.prefix,
-                             settings.connect_timeout, fixed=fixed, dry_run=args.dry_run,
-                             auth=_auth(settings)))
-    for line in ops.resubmit_lines(done, chosen, args.dry_run, fixed is not None):
+    chosen = deadletters.select_letters(letters, reason=args.resubmit, offset=args.offset)
+    done = _run(deadletters.resubmit(settings.bootstrap, chosen, settings.prefix,
+                                     settings.connect_timeout, fixed=fixed,
+                                     dry_run=args.dry_run, auth=_auth(settings)))
+    for line in deadletters.resubmit_lines(done, chosen, args.dry_run, fixed is not None):
         print(line)
     return 0 if done.sent or not chosen else 1
 
 
 def _lag(args: argparse.Namespace) -> int:
-    from engine.tools import ops
+    from engine.tools.ops import lag
 
     settings = _settings(bootstrap=args.bootstrap, connect_timeout=args.connect_timeout,
                          app_id=args.group)
-    rows, about = _run(ops.consumer_lag(settings.bootstrap, settings.app_id, settings.prefix,
+    rows, about = _run(lag.consumer_lag(settings.bootstrap, settings.app_id, settings.prefix,
                                         settings.connect_timeout, _auth(settings)))
-    for line in ops.lag_lines(rows, settings.app_id, settings.bootstrap, about):
+    for line in lag.lag_lines(rows, settings.app_id, settings.bootstrap, about):
         print(line)
     return 0 if rows else 1
 
@@ -542,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line(e: Exception) -> int | None:
     """Print the expected failures as their one line; None for a bug (its traceback helps)."""
     from engine.data.policy import PolicyError
-    from engine.tools.ops import OpsError
+    from engine.tools.ops.common import OpsError
 
     if isinstance(e, OpsError):
         print(e, file=sys.stderr)

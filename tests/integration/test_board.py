@@ -29,8 +29,8 @@ from engine.core.directive import DirectiveEvent
 from engine.core.ids import case_id_for
 from engine.core.model import CaseEvent
 from engine.runtime import latest
-from tests.helpers import POLL_PROCESS
-from tests.integration.conftest import NAMES, ROOT, TOPO, Collector, Worker
+from tests.support.broker import NAMES, ROOT, TOPO, Collector, Worker
+from tests.support.helpers import POLL_PROCESS
 
 pytestmark = pytest.mark.integration
 

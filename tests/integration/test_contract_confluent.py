@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from engine.core.ids import case_id_for
-from tests.integration.conftest import NAMES, Worker
+from tests.support.broker import NAMES, Worker
 
 pytestmark = pytest.mark.integration
 

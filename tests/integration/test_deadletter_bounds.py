@@ -23,8 +23,9 @@ from engine.runtime.signing import Signer
 from engine.tools import keys
 from engine.tools.broker import EmbeddedBroker, free_port
 from schemas.outbound import LETTER_MAX_BYTES
-from tests.integration.conftest import NAMES, Collector, Worker, collecting, own_broker
-from tests.integration.test_closed_loop import DISTRICT, STREET, complaint
+from tests.support.broker import NAMES, Collector, Worker, collecting, own_broker
+from tests.support.helpers import DISTRICT, STREET
+from tests.support.messages import complaint
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import POLL_PROCESS
+from tests.support.helpers import POLL_PROCESS
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from engine.runtime.store import partition_of
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker
+from tests.support.broker import NAMES, TOPO, Collector, Worker
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from engine.core.ids import case_id_for
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker
+from tests.support.broker import NAMES, TOPO, Collector, Worker
 
 pytestmark = pytest.mark.integration
 

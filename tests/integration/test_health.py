@@ -22,9 +22,9 @@ from engine.core.ids import case_id_for
 from engine.runtime.kafka.admin import ensure_topics
 from engine.runtime.settings import Settings
 from engine.tools.broker import EmbeddedBroker, free_port
-from tests.helpers import POLL_PROCESS
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker
-from tests.integration.test_closed_loop import DISTRICT, complaint
+from tests.support.broker import NAMES, TOPO, Collector, Worker
+from tests.support.helpers import DISTRICT, POLL_PROCESS
+from tests.support.messages import complaint
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 
 from engine.core.ids import case_id_for
 from engine.runtime.pii import SEP
-from tests.integration.conftest import NAMES, Collector, Worker
-from tests.integration.test_closed_loop import complaint
+from tests.support.broker import NAMES, Collector, Worker
+from tests.support.messages import complaint
 
 pytestmark = pytest.mark.integration
 

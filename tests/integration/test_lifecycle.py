@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from engine.core.ids import case_id_for
-from tests.integration.conftest import NAMES, Collector, Worker
-from tests.integration.test_closed_loop import DISTRICT, STREET, complaint, open_case, update
+from tests.support.broker import NAMES, Collector, Worker
+from tests.support.helpers import DISTRICT, STREET
+from tests.support.messages import complaint, open_case, update
 
 pytestmark = pytest.mark.integration
 OTHER_STREET = "500103003"

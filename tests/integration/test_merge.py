@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from engine.core.ids import case_id_for
 from engine.tools.broker import EmbeddedBroker, free_port
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker, collecting, own_broker
+from tests.support.broker import NAMES, TOPO, Collector, Worker, collecting, own_broker
 
 pytestmark = pytest.mark.integration
 

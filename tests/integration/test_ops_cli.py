@@ -18,9 +18,9 @@ import pytest
 
 from engine.core.ids import case_id_for
 from engine.tools.broker import EmbeddedBroker, free_port
-from tests.helpers import POLL_PROCESS
-from tests.integration.conftest import NAMES, ROOT, Collector, Worker
-from tests.integration.test_closed_loop import DISTRICT, STREET, complaint, open_case, update
+from tests.support.broker import NAMES, ROOT, Collector, Worker
+from tests.support.helpers import DISTRICT, POLL_PROCESS, STREET
+from tests.support.messages import complaint, open_case, update
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from engine.core.ids import case_id_for
 from engine.runtime.settings import Settings
 from engine.runtime.store import partition_of
 from engine.tools.broker import free_port
-from tests.helpers import POLL_PROCESS
-from tests.integration.conftest import NAMES, TOPO, Collector, Worker, collecting, own_broker
+from tests.support.broker import NAMES, TOPO, Collector, Worker, collecting, own_broker
+from tests.support.helpers import POLL_PROCESS
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from engine.core.ids import case_id_for
 from engine.runtime.signing import Signer
 from engine.tools import keys
 from engine.tools.broker import EmbeddedBroker, free_port
-from tests.integration.conftest import NAMES, Collector, Worker, collecting, own_broker
+from tests.support.broker import NAMES, Collector, Worker, collecting, own_broker
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from engine.tools.broker import free_port
-from tests.integration.conftest import Worker, collecting, own_broker
-from tests.integration.test_closed_loop import open_case
+from tests.support.broker import Worker, collecting, own_broker
+from tests.support.messages import open_case
 
 pytestmark = pytest.mark.integration
 

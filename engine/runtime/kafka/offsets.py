@@ -1,7 +1,7 @@
 """Partition ends from fetch responses, for every client of the engine (no faust here).
 
 Used by the worker's table recovery (``engine/runtime/kafka/transport.py``) and the operator tools
-(``engine/tools/ops.py``).
+(``engine/tools/ops/brokers.py``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ task's store): the partition's store is moved aside, never deleted, and rebuilt.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -46,9 +45,13 @@ BULK_BUDGET_S = 60.0
 FETCH_BYTES = 32 * 1024 * 1024
 
 
+# records behind before a partition is bulk-loaded (below it faust's path is fine): set from
+# the settings when the engine is built (engine/runtime/app.py)
+BULK_MIN = 20_000
+
+
 def bulk_min() -> int:
-    """Records behind before a partition is bulk-loaded (below it faust's path is fine)."""
-    return int(os.environ.get("ZHIDA_BULK_RESTORE_MIN", "20000"))
+    return BULK_MIN
 
 
 class Recovery(_Recovery):

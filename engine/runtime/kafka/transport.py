@@ -23,14 +23,13 @@ dropped in several places during a rebalance, and the seek to the committed offs
 while records already flow. Here one number per partition says which offset goes next.
 This module and engine/runtime/kafka/recovery.py hold every faust internal the engine relies on;
 both are
-tied to the pinned faust-streaming 0.15.3 (tests/unit/test_contiguous.py checks the sources
+tied to the pinned faust-streaming 0.15.3 (tests/runtime/test_contiguous.py checks the sources
 they replace have not changed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -53,8 +52,12 @@ log = logs.get("zhida.transport")
 SCHEME = "zhida"
 
 
+# the consumer fetch wait, set from the settings when the engine is built (engine/runtime/app.py)
+FETCH_MAX_WAIT_MS = 50
+
+
 def fetch_max_wait_ms() -> int:
-    return int(os.environ.get("ZHIDA_FETCH_MAX_WAIT_MS", "50"))
+    return FETCH_MAX_WAIT_MS
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from engine.data.catalogue import Catalogue
 from engine.data.topology import CITY_TOPIC_KEY, Topology
+from engine.runtime.settings import Settings
 from engine.tools.sim import CHONGQING, Scheduler, Sender, SimStats, client_kwargs
 from engine.tools.sim.centres import Centres
 from engine.tools.sim.citizens import Citizens
@@ -228,9 +228,9 @@ def summary_lines(stats: SimStats, topology: Topology, rate: float, duration: fl
 
 
 def main(args: argparse.Namespace) -> int:
-    bootstrap = getattr(args, "bootstrap", None) or os.environ.get("ZHIDA_BOOTSTRAP") \
-        or DEFAULT_BOOTSTRAP
-    prefix = os.environ.get("ZHIDA_PREFIX", "zhida.")
+    settings = Settings.from_env()  # ZHIDA_BOOTSTRAP, ZHIDA_PREFIX
+    bootstrap = getattr(args, "bootstrap", None) or settings.bootstrap
+    prefix = settings.prefix
     topo = Topology.load()
     line = ProgressLine()
     print(f"simulating against {bootstrap} (prefix {prefix!r}): {args.rate:g}/s for "
