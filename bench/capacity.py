@@ -39,28 +39,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
-from bench.failover import Group, cpu_ticks, loadavg
-from bench.run import (
+from bench.harness import (
     ROOT,
-    Collector,
     Failed,
+    add_page_args,
     bench_parser,
+    cpu_ticks,
+    fresh_broker,
+    generated,
+    keep_results,
+    loadavg,
     machine,
-    order_ident,
+    notes,
     page_text,
     percentiles,
     progress,
-    stop_all_children,
+    run_or_render,
+    stop_all,
     write_page,
 )
-from bench.scale import SESSIONS, check_sessions
+from bench.run import Collector, order_ident, paced
+from bench.workers import Group
 from bench.workload import complaints
 from engine.core.ids import case_id_for
 from engine.runtime.settings import Settings
-from engine.tools.broker import EmbeddedBroker
 
 OUT = ROOT / "docs" / "benchmarks-capacity.md"
 P99_LIMIT_MS = 1000.0  # issue 23: intake→dispatch p99 under 1 s
@@ -98,20 +102,7 @@ async def step(group: Group, producer: AIOKafkaProducer, collector: Collector,
     expected.update(ids)
     load0 = loadavg()
     cpu = Cpu(pids)
-    start = time.perf_counter()
-    lag_max = 0.0
-    futures = []
-    for i, (key, value) in enumerate(msgs):
-        due = start + i / rate
-        now = time.perf_counter()
-        if due > now:
-            await asyncio.sleep(due - now)
-            now = time.perf_counter()
-        lag_max = max(lag_max, now - due)
-        sent[ids[i]] = now
-        futures.append(await producer.send(group.names.complaints, value, key=key))
-    await asyncio.gather(*futures)
-    took = time.perf_counter() - start
+    took, lag_max = await paced(producer, group.names.complaints, msgs, rate, sent)
     cores = cpu.used(took)
     end = time.perf_counter()
     while time.perf_counter() - end < drain and not all(c in hits for c in ids):
@@ -139,14 +130,30 @@ async def ladder(args: argparse.Namespace, workdir: Path, workers: int, repeat: 
     out: dict[str, Any] = {"workers": workers, "repeat": repeat, "steps": [],
                            "load_start": loadavg()}
     progress(f"ladder {label}: {workers} worker(s), load {out['load_start']}")
-    broker = EmbeddedBroker(log_path=workdir / f"broker-{label}.log").start()
-    broker_proc = broker.proc
-    assert broker_proc is not None
-    SESSIONS.append((f"broker {label}", broker_proc.pid))
-    group = Group(broker.bootstrap, workdir, tag, workers, args.partitions,
-                  {"ZHIDA_STANDBY_REPLICAS": str(args.standby),
-                   "ZHIDA_STANDBY_REPLICAS_UNSAFE": "1" if args.standby else "0"})
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+    with fresh_broker(workdir, label) as broker:
+        assert broker.proc is not None
+        group = Group(broker.bootstrap, workdir, tag, workers, args.partitions,
+                      {"ZHIDA_STANDBY_REPLICAS": str(args.standby),
+                       "ZHIDA_STANDBY_REPLICAS_UNSAFE": "1" if args.standby else "0"})
+        try:
+            await climb(args, group, broker.proc.pid, tag, out)
+        except Failed as e:
+            out["error"] = str(e)[:2000]
+            progress(f"  FAILED: {e}")
+        finally:
+            group.stop()
+    carried = [s["rate"] for s in out["steps"] if s["carried"]]
+    out["capacity"] = max(carried) if carried else 0.0
+    out["load_end"] = loadavg()
+    progress(f"  {workers} worker(s), repeat {repeat}: carried {out['capacity']:g}/s")
+    return out
+
+
+async def climb(args: argparse.Namespace, group: Group, broker_pid: int, tag: str,
+                out: dict[str, Any]) -> None:
+    """Into ``out``: the group started, the idle CPU, the warm-up, then the rates until one
+    is not carried."""
+    producer = AIOKafkaProducer(bootstrap_servers=group.bootstrap, linger_ms=0)
     expected: set[str] = set()
     sent: dict[str, float] = {}
     hits: dict[str, float] = {}
@@ -155,15 +162,14 @@ async def ladder(args: argparse.Namespace, workdir: Path, workers: int, repeat: 
     try:
         await producer.start()
         out["start_s"] = [round(x, 2) for x in await group.start()]
-        collector = Collector(broker.bootstrap,
+        collector = Collector(group.bootstrap,
                               [*group.dispatch_topics(), group.names.deadletter],
                               order_ident(expected, deadletters), 10**9,
                               lambda cid, now: hits.setdefault(cid, now))
         await collector.start()
-        pids = {"broker": broker_proc.pid}
+        pids = {"broker": broker_pid}
         for m in group.members:
-            assert m.child is not None
-            pids[f"worker {m.index}"] = m.child.proc.pid
+            pids[f"worker {m.index}"] = m.pid
         # the cost of waiting: every consumer's fetch loop against the broker, no input
         idle = Cpu(pids)
         await asyncio.sleep(args.idle)
@@ -178,24 +184,11 @@ async def ladder(args: argparse.Namespace, workdir: Path, workers: int, repeat: 
             if not s["carried"]:
                 break
         out["deadletters"] = len(deadletters)
-    except Failed as e:
-        out["error"] = str(e)[:2000]
-        progress(f"  FAILED: {e}")
     finally:
         if collector is not None:
             await collector.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
-        group.stop()
-        broker.stop()
-        if broker_proc.poll() is None:
-            broker_proc.kill()
-            broker_proc.wait(5)
-    carried = [s["rate"] for s in out["steps"] if s["carried"]]
-    out["capacity"] = max(carried) if carried else 0.0
-    out["load_end"] = loadavg()
-    progress(f"  {workers} worker(s), repeat {repeat}: carried {out['capacity']:g}/s")
-    return out
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -209,15 +202,13 @@ async def run(args: argparse.Namespace) -> int:
             for w in args.workers:
                 ladders.append(await ladder(args, workdir, w, r + 1))
     finally:
-        stop_all_children()
-        left = check_sessions()
+        left = stop_all()
     data = {"date": started.isoformat(), "duration_s": round(time.perf_counter() - t0),
             "machine": machine(), "nproc": os.cpu_count(), "argv": sys.argv[1:],
             "partitions": args.partitions, "standby": args.standby, "step_s": args.step,
             "warmup_s": args.warmup, "drain_s": args.drain, "rates": args.rates,
             "ladders": ladders, "left": left}
-    (workdir / "results.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    progress(f"results: {workdir / 'results.json'}; processes left: {left or 'none'}")
+    keep_results(workdir, data, left)
     write_page(args.out, render(data))
     return 0 if not left and all("error" not in x for x in ladders) else 1
 
@@ -267,8 +258,7 @@ def render(data: dict[str, Any]) -> str:
     lines = [
         "# Capacity: the intake rate one, two and three workers carry with p99 under 1 s",
         "",
-        "<!-- Generated by `python -m bench.capacity` (bench/capacity.py). Do not edit by "
-        "hand: rerun `make bench-capacity`. -->",
+        *generated("bench.capacity", make="bench-capacity"),
         "",
         f"Measured {date:%Y-%m-%d %H:%M} UTC (run took {data['duration_s'] / 60:,.0f} min) on "
         f"**{m['cores']} cores** (`nproc` {data['nproc']}; {m['cpu']}), commit `{m['commit']}` "
@@ -347,14 +337,8 @@ def _reading(data: dict[str, Any], caps: dict[int, dict[str, Any]]) -> list[str]
             "batch it stores on each fetch (docs/benchmarks-broker-fetch.md): the "
             "generator sends each complaint alone (linger 0, to time it), so every "
             "complaint is a batch on the intake topic.")
-    notes = data.get("notes")
-    if isinstance(notes, list):
-        out += [str(x) for x in notes]
+    out += notes(data)
     return out or ["(nothing measured)"]
-
-
-def load(path: Path) -> dict[str, Any]:
-    return orjson.loads(path.read_bytes())
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -376,26 +360,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--standby", type=int, default=Settings().standby_replicas)
-    p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--render-from", type=Path, metavar="RESULTS_JSON",
-                   help="render the page from a run's results.json and exit")
+    add_page_args(p, OUT)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    if args.render_from:
-        write_page(args.out, render(load(args.render_from)))
-        return 0
-    try:
-        return asyncio.run(run(args))
-    except Failed as e:
-        print(f"failed: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        stop_all_children()
-        check_sessions()
-        return 130
+    return run_or_render(run, parse(argv), render)
 
 
 if __name__ == "__main__":

@@ -38,623 +38,44 @@ kill or start caused while the build saturates the machine: false evictions.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import functools
-import os
-import re
-import signal
 import statistics
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-from bench.run import (
-    CHILDREN,
+from bench.failover_phase import DEFAULT_REBALANCE, DEFAULT_SESSION, phase
+from bench.harness import (
     ROOT,
-    Child,
-    Failed,
+    add_page_args,
     bench_parser,
+    generated,
+    keep_results,
     machine,
-    no_merge_policy,
+    notes,
     page_text,
     progress,
-    stop_all_children,
+    run_or_render,
+    stop_all,
     write_page,
 )
-from bench.scale import SESSIONS, check_sessions
-from bench.workload import complaints
-from engine.core.ids import case_id_for
-from engine.core.model import Origin
-from engine.data.catalogue import Catalogue
-from engine.data.topology import CITY_TOPIC_KEY, Topology
+from bench.workers import Group
 from engine.runtime.settings import Settings
-from engine.runtime.store import partition_of
-from engine.tools.broker import EmbeddedBroker, free_port
-from handlers.complaints import to_command as complaint_command
-from schemas.codec import encode
-from topics import TopicNames
+
+__all__ = ["Group", "cold_partitions", "main", "render"]  # Group: named by capacity's page
 
 OUT = ROOT / "docs" / "benchmarks-failover.md"
-CITY = "500000"
-CHUNK = 5000  # open-case commands produced at a time
 TARGET_FIRST_S = 15.0  # issue 23: first new case on the dead worker's partitions, at 300k
 TARGET_WHOLE_S = 30.0  # issue 23: complete coverage again after a SIGKILL
 TARGET_READY_S = 20.0  # issue 23: every worker ready again after its restart
 TARGET_N = 300_000
-QUIET_CPU = 0.33  # of one core, per worker: standbys caught up, nothing queued
-OPENED = ("dispatched", "triaged")
-DEFAULT_SESSION = Settings().session_timeout
-DEFAULT_REBALANCE = Settings().rebalance_timeout
-
-
-# ---------------------------------------------------------------- small helpers
-
-def loadavg() -> float | None:
-    """The 1-minute load average: the machine is shared, so every figure carries it."""
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def cpu_ticks(pid: int) -> int | None:
-    """utime + stime of a process in clock ticks (None when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def http_json(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, orjson.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, {}
-    except (OSError, ValueError):
-        return 0, {}
-
-
-def metric_total(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    total = 0.0
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        if (head == name or head.startswith(name + "{")) and all(w in head for w in want):
-            with contextlib.suppress(ValueError):
-                total += float(value)
-    return total
 
 
 def med(values: list[float | None]) -> float | None:
     xs = [v for v in values if v is not None]
     return round(statistics.median(xs), 2) if xs else None
-
-
-@functools.cache
-def _catalogue() -> Catalogue:
-    return Catalogue.load()
-
-
-# ---------------------------------------------------------------- a group of workers
-
-class Member:
-    """One worker of the group: its port and data dir survive restarts, as a restarted
-    worker keeps its configuration; each start is a new process in its own session."""
-
-    def __init__(self, group: Group, index: int) -> None:
-        self.group = group
-        self.index = index
-        self.port = free_port()
-        self.data_dir = group.workdir / f"{group.tag}-data-{index}"
-        self.child: Child | None = None
-        self.starts = 0
-
-    @property
-    def name(self) -> str:
-        return f"w{self.index}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.group.workdir / f"{self.group.tag}-w{self.index}-{self.starts}.log"
-
-    def launch(self) -> None:
-        self.starts += 1
-        self.child = Child(
-            f"{self.group.tag} worker {self.index}#{self.starts}",
-            [sys.executable, "-m", "engine.tools.cli", "worker", "--bootstrap",
-             self.group.bootstrap, "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
-            self.log_path, self.group.env)
-        SESSIONS.append((self.child.name, self.child.proc.pid))
-
-    def alive(self) -> bool:
-        return self.child is not None and self.child.alive()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def ready(self, timeout: float) -> float:
-        """Seconds from this process's start to ``/readyz`` 200."""
-        assert self.child is not None
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            if not self.child.alive():
-                raise Failed(f"{self.child.name} exited with {self.child.proc.returncode}\n"
-                             f"--- log tail ---\n{self.child.tail()}")
-            status, _ = await asyncio.to_thread(http_json, self.url("/readyz"), 2.0)
-            if status == 200:
-                return time.perf_counter() - self.child.started
-            await asyncio.sleep(0.05)
-        raise Failed(f"{self.child.name} not ready in {timeout:.0f} s\n--- log tail ---\n"
-                     f"{self.child.tail()}")
-
-    async def city(self) -> dict[str, Any] | None:
-        status, body = await asyncio.to_thread(http_json, self.url(f"/units/{CITY}/stats"))
-        return body if status == 200 else None
-
-    async def metrics(self) -> str:
-        def get() -> str:
-            try:
-                with urllib.request.urlopen(self.url("/metrics"), timeout=5) as resp:
-                    return resp.read().decode()
-            except OSError:
-                return ""
-        return await asyncio.to_thread(get)
-
-    def kill(self) -> None:
-        """SIGKILL the whole session and reap it."""
-        assert self.child is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.child.proc.pid, signal.SIGKILL)
-        self.child.proc.wait(30)
-        if self.child in CHILDREN:
-            CHILDREN.remove(self.child)
-
-    def log_events(self, since: float, log_path: Path | None = None) -> list[dict[str, Any]]:
-        """The JSON log lines of a start at or after ``since`` (epoch seconds)."""
-        out = []
-        try:
-            lines = (log_path or self.log_path).read_bytes().splitlines()
-        except OSError:
-            return out
-        for line in lines:
-            if not line.startswith(b"{"):
-                continue
-            try:
-                ev = orjson.loads(line)
-                at = datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00")).timestamp()
-            except (ValueError, KeyError, TypeError):
-                continue
-            if at >= since:
-                ev["at"] = at
-                out.append(ev)
-        return out
-
-
-class Group:
-    """``size`` workers of one consumer group on one broker, with the engine settings of a
-    phase (``env``); topics of ``partitions`` partitions."""
-
-    def __init__(self, bootstrap: str, workdir: Path, tag: str, size: int, partitions: int,
-                 env: dict[str, str]) -> None:
-        self.bootstrap = bootstrap
-        self.workdir = workdir
-        self.tag = tag
-        self.partitions = partitions
-        self.names = TopicNames(f"{tag}.")
-        self.env = {"ZHIDA_APP_ID": f"bench-{tag}", "ZHIDA_PREFIX": f"{tag}.",
-                    "ZHIDA_PARTITIONS": str(partitions),
-                    "ZHIDA_POLICY": str(no_merge_policy(workdir)), **env}
-        self.members = [Member(self, i) for i in range(size)]
-
-    def dispatch_topics(self) -> list[str]:
-        topo = Topology.load()
-        return [self.names.dispatch(d) for d in (*topo.districts, CITY_TOPIC_KEY)]
-
-    async def start(self, timeout: float = 180.0) -> list[float]:
-        """Start every member at once; each one's seconds to ``/readyz`` 200."""
-        for m in self.members:
-            m.launch()
-        return list(await asyncio.gather(*(m.ready(timeout) for m in self.members)))
-
-    def up(self) -> list[Member]:
-        return [m for m in self.members if m.alive()]
-
-    async def whole(self, members: list[Member]) -> bool:
-        """Every one of ``members`` answers the city with all partitions counted."""
-        answers = await asyncio.gather(*(m.city() for m in members))
-        return all(a is not None and a.get("coverage", {}).get("counted") == self.partitions
-                   for a in answers)
-
-    async def opened(self) -> float:
-        texts = await asyncio.gather(*(m.metrics() for m in self.up()))
-        return sum(metric_total(t, "zhida_case_events_total", type=k)
-                   for t in texts for k in OPENED)
-
-    async def quiet(self, timeout: float) -> float:
-        """Until every member answers the city whole and used under ``QUIET_CPU`` of a core
-        over 3 s (standbys caught up); seconds waited. Failed after ``timeout``."""
-        t0 = time.perf_counter()
-        tick = os.sysconf("SC_CLK_TCK")
-        while time.perf_counter() - t0 < timeout:
-            if await self.whole(self.members):
-                before = {m.index: cpu_ticks(m.child.proc.pid) for m in self.members
-                          if m.child is not None}
-                await asyncio.sleep(3.0)
-                busy = []
-                for m in self.members:
-                    assert m.child is not None
-                    a, b = before.get(m.index), cpu_ticks(m.child.proc.pid)
-                    busy.append(None if a is None or b is None else (b - a) / tick / 3.0)
-                if all(x is not None and x < QUIET_CPU for x in busy):
-                    return time.perf_counter() - t0
-            else:
-                await asyncio.sleep(0.5)
-            for m in self.members:
-                if not m.alive():
-                    tail = m.child.tail() if m.child else ""
-                    raise Failed(f"{m.name} died while waiting for quiet\n{tail}")
-        raise Failed(f"{self.tag}: not quiet in {timeout:.0f} s")
-
-    def stop(self) -> None:
-        for m in self.members:
-            if m.child is not None:
-                m.child.stop(10.0)
-
-
-# ---------------------------------------------------------------- load and reading
-
-def open_commands(names: TopicNames, msgs: list[tuple[bytes, bytes]]
-                  ) -> list[tuple[bytes, bytes]]:
-    """(case id, open-case command) as the intake agent forwards them (merging off)."""
-    now = datetime.now(UTC)
-    out = []
-    for key, value in msgs:
-        origin = Origin(topic=names.complaints, key=key.decode(), original=value.decode())
-        cmd = complaint_command(_catalogue(), value, origin, now)
-        out.append((cmd.case_id.encode(), encode(cmd)))
-    return out
-
-
-async def build(group: Group, producer: AIOKafkaProducer, n: int, window: int,
-                stall: float = 120.0) -> dict[str, Any]:
-    """N open cases through ``case.commands`` in large batches; seconds and cases/s."""
-    sent = chunk = 0
-    done = 0.0
-    t0 = last_change = time.perf_counter()
-    last_report = t0
-    while done < n:
-        if sent < n and sent - done < window:
-            k = min(CHUNK, n - sent)
-            msgs = open_commands(group.names,
-                                 complaints(k, f"{group.tag}-b{chunk:04d}", seed=chunk))
-            futures = [await producer.send(group.names.case_commands, v, key=key)
-                       for key, v in msgs]
-            await asyncio.gather(*futures)
-            sent, chunk = sent + k, chunk + 1
-            continue
-        await asyncio.sleep(0.25)
-        now = await group.opened()
-        t = time.perf_counter()
-        if now > done:
-            done, last_change = now, t
-        if t - last_change > stall:
-            raise Failed(f"{group.tag}: build stalled at {done:,.0f}/{n:,}")
-        if len(group.up()) < len(group.members):
-            raise Failed(f"{group.tag}: a worker died during the build")
-        if t - last_report > 15:
-            last_report = t
-            progress(f"  build {done:,.0f}/{n:,} ({done / (t - t0):,.0f}/s), "
-                     f"load {loadavg()}")
-    seconds = time.perf_counter() - t0
-    return {"seconds": round(seconds, 1), "rate": round(n / seconds, 1) if seconds else None}
-
-
-class Trickle:
-    """Complaints at ``rate`` a second through intake, their case ids' partitions in turn."""
-
-    def __init__(self, group: Group, producer: AIOKafkaProducer, rate: float) -> None:
-        self.group = group
-        self.producer = producer
-        self.rate = rate
-        self.sent: dict[str, tuple[float, int]] = {}  # case id -> (perf time sent, partition)
-        self._task: asyncio.Task[None] | None = None
-        self._i = 0
-
-    @functools.cached_property
-    def _bodies(self) -> list[dict[str, Any]]:
-        return [orjson.loads(v) for _k, v in complaints(997, f"{self.group.tag}-t", seed=23)]
-
-    def _next(self, partition: int) -> tuple[str, bytes, bytes]:
-        """A complaint whose case lands on ``partition`` (ids tried in order)."""
-        while True:
-            self._i += 1
-            cid = f"{self.group.tag}-t{self._i:07d}"
-            case_id = case_id_for("complaint", cid)
-            if partition_of(case_id, self.group.partitions) == partition:
-                body = dict(self._bodies[self._i % len(self._bodies)])
-                body["complaint_id"] = cid
-                body["reported_at"] = datetime.now(UTC).isoformat()
-                return case_id, cid.encode(), orjson.dumps(body)
-
-    async def _run(self) -> None:
-        start = time.perf_counter()
-        k = 0
-        while True:
-            due = start + k / self.rate
-            now = time.perf_counter()
-            if due > now:
-                await asyncio.sleep(due - now)
-            partition = k % self.group.partitions
-            case_id, key, value = self._next(partition)
-            self.sent[case_id] = (time.perf_counter(), partition)
-            await self.producer.send(self.group.names.complaints, value, key=key)
-            k += 1
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.producer.flush()
-
-
-class Orders:
-    """Dispatch orders of the trickle's cases, read from the end of every dispatch topic:
-    case id -> perf time its first order was read."""
-
-    def __init__(self, group: Group, trickle: Trickle) -> None:
-        self.group = group
-        self.trickle = trickle
-        self.seen: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.group.bootstrap,
-                                         enable_auto_commit=False, fetch_max_wait_ms=20)
-        await self.consumer.start()
-        await self.consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in self.group.dispatch_topics()
-               for p in (self.consumer.partitions_for_topic(t) or ())]
-        if not tps:
-            raise Failed("no dispatch topics")
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_end(*tps)
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        sent = self.trickle.sent
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=5000)
-            now = time.perf_counter()
-            for recs in batch.values():
-                for r in recs:
-                    with contextlib.suppress(ValueError, AttributeError):
-                        v = orjson.loads(r.value)
-                        cid = v.get("case_id")
-                        if v.get("kind") == "case" and cid in sent and cid not in self.seen:
-                            self.seen[cid] = now
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        await self.consumer.stop()
-
-
-# ---------------------------------------------------------------- one kill
-
-def _rebalances(events: list[dict[str, Any]]) -> int:
-    return sum(1 for e in events if str(e.get("event", "")).startswith("generation id"))
-
-
-ROW = re.compile(r"^\|\s*\S+\s*\|\s*(\d+)\s*\|\s*(-?\d+)\s*\|$")
-
-
-def _logtable(text: str) -> dict[int, int]:
-    """partition -> offset from one of faust's recovery log tables (one changelog topic)."""
-    out = {}
-    for line in text.splitlines():
-        m = ROW.match(line.strip())
-        if m:
-            out[int(m.group(1))] = int(m.group(2))
-    return out
-
-
-def behind(events: list[dict[str, Any]]) -> int:
-    """Changelog records a worker had to read before its active partitions were ready:
-    per partition, the largest (last offset - offset its local store had applied) over the
-    recoveries in ``events`` (faust logs both tables before the engine's bulk load)."""
-    worst: dict[int, int] = {}
-    high: dict[int, int] = {}
-    for e in events:
-        text = str(e.get("event", ""))
-        if "Highwater for active changelog partitions" in text:
-            high = _logtable(text)
-        elif "active offsets at start of reading" in text:
-            for p, start in _logtable(text).items():
-                if p in high:
-                    worst[p] = max(worst.get(p, 0), high[p] - start)
-    return sum(worst.values())
-
-
-async def one_kill(group: Group, victim: Member, trickle: Trickle, orders: Orders,
-                   timeout: float) -> dict[str, Any]:
-    """SIGKILL ``victim``; (a) first new case on its partitions, (b) survivors whole, then
-    restart it and (c) its time to ready, and all three whole again."""
-    body = await victim.city()
-    held = sorted(body.get("partitions") or []) if body else []
-    if not held:
-        raise Failed(f"{victim.name} holds no partition: nothing to fail over")
-    survivors = [m for m in group.members if m is not victim]
-    out: dict[str, Any] = {"victim": victim.name, "held": held, "load": loadavg()}
-    wall = time.time()
-    t_kill = time.perf_counter()
-    victim.kill()
-    first: dict[int, float] = {}  # partition -> seconds from the kill to its first new order
-    t_whole: float | None = None
-    while time.perf_counter() - t_kill < timeout:
-        for cid, at in list(orders.seen.items()):
-            t_sent, p = trickle.sent[cid]
-            if t_sent >= t_kill and p in held and p not in first:
-                first[p] = at - t_kill
-        if t_whole is None and await group.whole(survivors):
-            t_whole = time.perf_counter() - t_kill
-        if t_whole is not None and len(first) == len(held):
-            break
-        await asyncio.sleep(0.2)
-    out["first_s"] = round(min(first.values()), 2) if first else None
-    out["all_held_s"] = round(max(first.values()), 2) if len(first) == len(held) else None
-    out["whole_s"] = round(t_whole, 2) if t_whole is not None else None
-    events = [e for m in survivors for e in m.log_events(wall)]
-    out["rebalances"] = _rebalances(events)
-    bulk = [e for e in events if e.get("event") == "bulk_restore"]
-    out["bulk_records"] = sum(int(e.get("records") or 0) for e in bulk)
-    out["bulk_seconds"] = round(sum(float(e.get("seconds") or 0) for e in bulk), 1)
-    out["behind"] = sum(behind(m.log_events(wall)) for m in survivors)
-    readies = [e["at"] - wall for e in events if e.get("event") == "ready"]
-    out["survivor_ready_s"] = round(max(readies), 2) if readies else None
-    # the victim again, on its data dir
-    t_launch = time.perf_counter()
-    victim.launch()
-    out["restart_ready_s"] = round(await victim.ready(120.0), 2)
-    t = time.perf_counter()
-    while time.perf_counter() - t < timeout and not await group.whole(group.members):
-        await asyncio.sleep(0.2)
-    out["all_whole_after_restart_s"] = round(time.perf_counter() - t_launch, 2)
-    restarted = victim.log_events(wall)
-    rb = [e for e in restarted if e.get("event") == "bulk_restore"]
-    out["restart_bulk_records"] = sum(int(e.get("records") or 0) for e in rb)
-    out["restart_behind"] = behind(restarted)
-    progress(f"  kill {victim.name} (held {held}, load {out['load']}): first new case "
-             f"{out['first_s']} s, all held {out['all_held_s']} s, survivors whole "
-             f"{out['whole_s']} s; survivors {out['behind']:,} changelog records behind "
-             f"({out['bulk_records']:,} read in bulk); "
-             f"restart to /readyz {out['restart_ready_s']} s")
-    return out
-
-
-# ---------------------------------------------------------------- a phase
-
-async def phase(args: argparse.Namespace, workdir: Path, n: int, standby: int,
-                group_timing: tuple[float, float] | None, label: str) -> dict[str, Any]:
-    """A fresh broker and group: build N, quiet, ``--kills`` kills in turn, checks.
-    ``group_timing``: (session, rebalance) timeouts in seconds instead of the engine's."""
-    tag = f"fo{os.getpid() % 10000}{label}"
-    env = {"ZHIDA_STANDBY_REPLICAS": str(standby),  # refused by default: measured only
-           "ZHIDA_STANDBY_REPLICAS_UNSAFE": "1" if standby else "0"}
-    session, rebalance = group_timing or (DEFAULT_SESSION, DEFAULT_REBALANCE)
-    if group_timing is not None:
-        env["ZHIDA_SESSION_TIMEOUT"] = str(session)
-        env["ZHIDA_REBALANCE_TIMEOUT"] = str(rebalance)
-    out: dict[str, Any] = {"n": n, "standby": standby, "session": session,
-                           "rebalance": rebalance, "ok": False, "kills": [],
-                           "load_start": loadavg()}
-    progress(f"phase {label}: N={n:,}, standby replicas {standby}, session {session:g} s, "
-             f"rebalance {rebalance:g} s, load {out['load_start']}")
-    broker = EmbeddedBroker(log_path=workdir / f"broker-{label}.log").start()
-    broker_proc = broker.proc
-    assert broker_proc is not None
-    SESSIONS.append((f"broker {label}", broker_proc.pid))
-    group = Group(broker.bootstrap, workdir, tag, 3, args.partitions, env)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5,
-                                max_batch_size=256 * 1024)
-    trickle_producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
-    trickle = Trickle(group, trickle_producer, args.rate)
-    orders: Orders | None = None
-    try:
-        await producer.start()
-        await trickle_producer.start()
-        out["start_s"] = [round(x, 2) for x in await group.start()]
-        wall = time.time()
-        out["build"] = await build(group, producer, n, args.window) if n else None
-        if out["build"]:
-            progress(f"  built {n:,} open cases at {out['build']['rate']:,.0f}/s")
-        out["quiet_after_build_s"] = round(await group.quiet(args.quiet_timeout), 1)
-        # rebalances while building under load: none is caused by a membership change
-        # (every start had finished), so each is a member that missed its session
-        out["build_rebalances"] = sum(_rebalances(
-            [e for e in m.log_events(wall) if e["at"] > wall + 1.0]) for m in group.members)
-        orders = Orders(group, trickle)
-        await orders.start()
-        trickle.start()
-        for k in range(args.kills):
-            await group.quiet(args.quiet_timeout)
-            victim = group.members[k % len(group.members)]
-            out["kills"].append(await one_kill(group, victim, trickle, orders, args.timeout))
-        await trickle.stop()
-        out["checks"] = await final_checks(group, trickle, orders, n)
-        out["ok"] = out["checks"]["ok"]
-    except Failed as e:
-        out["error"] = str(e)[:2000]
-        progress(f"  FAILED: {e}")
-    finally:
-        with contextlib.suppress(Exception):
-            await trickle.stop()
-        if orders is not None:
-            await orders.stop()
-        for p in (producer, trickle_producer):
-            with contextlib.suppress(Exception):
-                await p.stop()
-        group.stop()
-        broker.stop()
-        if broker_proc.poll() is None:
-            broker_proc.kill()
-            broker_proc.wait(5)
-    out["load_end"] = loadavg()
-    return out
-
-
-async def final_checks(group: Group, trickle: Trickle, orders: Orders, n: int,
-                       timeout: float = 60.0) -> dict[str, Any]:
-    """Every trickle complaint dispatched; every worker's city ``received`` = N + trickle."""
-    t = time.perf_counter()
-    while time.perf_counter() - t < timeout and len(orders.seen) < len(trickle.sent):
-        await asyncio.sleep(0.5)
-    want = n + len(trickle.sent)
-    received: list[Any] = []
-    while time.perf_counter() - t < timeout:
-        answers = await asyncio.gather(*(m.city() for m in group.members))
-        received = [_received(a) for a in answers]
-        if all(r == want for r in received):
-            break
-        await asyncio.sleep(1.0)
-    out = {"trickle_sent": len(trickle.sent), "trickle_dispatched": len(orders.seen),
-           "expected_received": want, "received": received}
-    out["ok"] = out["trickle_dispatched"] == out["trickle_sent"] and all(
-        r == want for r in received)
-    progress(f"  checks: {out}")
-    return out
-
-
-def _received(body: dict[str, Any] | None) -> int | None:
-    """The city's ``received`` figure from a stats answer (None if absent)."""
-    if not body:
-        return None
-    for holder in (body, body.get("figures") or {}, body.get("counters") or {}):
-        v = holder.get("received") if isinstance(holder, dict) else None
-        if isinstance(v, (int, float)):
-            return int(v)
-        if isinstance(v, dict) and isinstance(v.get("count"), (int, float)):
-            return int(v["count"])
-    return None
 
 
 # ---------------------------------------------------------------- faust's assignor
@@ -705,8 +126,7 @@ async def run(args: argparse.Namespace) -> int:
                                           (args.short_session, args.short_rebalance),
                                           f"n{n}short"))
     finally:
-        stop_all_children()
-        left = check_sessions()
+        left = stop_all()
     assignor = [cold_partitions(p, 3, r) for p in sorted({args.partitions, Settings().partitions})
                 for r in sorted({*args.standby, 1, 2})]
     data = {"date": started.isoformat(), "duration_s": round(time.perf_counter() - t0),
@@ -714,8 +134,7 @@ async def run(args: argparse.Namespace) -> int:
             "rate": args.rate, "kills": args.kills, "phases": phases, "left": left,
             "assignor": assignor, "session": DEFAULT_SESSION, "rebalance": DEFAULT_REBALANCE,
             "workdir": str(workdir)}
-    (workdir / "results.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    progress(f"results: {workdir / 'results.json'}; processes left: {left or 'none'}")
+    keep_results(workdir, data, left)
     write_page(args.out, render(data))
     return 0 if all(p["ok"] for p in phases) and not left else 1
 
@@ -763,8 +182,7 @@ def render(data: dict[str, Any]) -> str:
     lines = [
         "# Failover: a SIGKILLed worker's partitions, with and without standby replicas",
         "",
-        "<!-- Generated by `python -m bench.failover` (bench/failover.py). Do not edit by "
-        "hand: rerun `make bench-failover`. -->",
+        *generated("bench.failover", make="bench-failover"),
         "",
         f"Measured {date:%Y-%m-%d %H:%M} UTC (run took {data['duration_s'] / 60:,.0f} min) on "
         f"{m['cores']} cores ({m['cpu']}), commit `{m['commit']}` (working tree): three "
@@ -946,14 +364,8 @@ def _reading(data: dict[str, Any]) -> list[str]:
             "a failover of its partitions. Real Kafka refuses sessions under "
             "`group.min.session.timeout.ms` (6 s by default), so there the levers are "
             "standbys and static membership.")
-    notes = data.get("notes")
-    if isinstance(notes, list):
-        out += [str(x) for x in notes]
+    out += notes(data)
     return out or ["(nothing measured)"]
-
-
-def load(path: Path) -> dict[str, Any]:
-    return orjson.loads(path.read_bytes())
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -976,26 +388,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rebalance timeout of the last phase, s")
     p.add_argument("--short-session-cases", type=int, default=50_000)
     p.add_argument("--short-session-standby", type=int, default=1)
-    p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--render-from", type=Path, metavar="RESULTS_JSON",
-                   help="render the page from a run's results.json and exit")
+    add_page_args(p, OUT)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    if args.render_from:
-        write_page(args.out, render(load(args.render_from)))
-        return 0
-    try:
-        return asyncio.run(run(args))
-    except Failed as e:
-        print(f"failed: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        stop_all_children()
-        check_sessions()
-        return 130
+    return run_or_render(run, parse(argv), render)
 
 
 if __name__ == "__main__":

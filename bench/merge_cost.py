@@ -17,21 +17,20 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.run import Ctx, bench_parser, harness, latency, progress, stop_all_children
+from bench.harness import bench_parser, fresh_broker, progress, run_bench
+from bench.run import Ctx, latency
 from bench.workload import complaints
 from engine.data.topology import Topology
-from engine.tools.broker import EmbeddedBroker
 
 
 async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="zhida-merge-cost-"))
     on = workdir / "merge-on.toml"
     on.write_text('[policy]\nmerge_window = "PT2H"\n', encoding="utf-8")
-    broker = EmbeddedBroker(log_path=workdir / "broker.log").start()
-    ctx = Ctx(broker.bootstrap, "mc", workdir, complaints(1, "mc", seed=7), Topology.load(),
-              30.0, "")
     rows: dict[str, list[dict]] = {"off": [], "on": []}
-    try:
+    with fresh_broker(workdir) as broker:
+        ctx = Ctx(broker.bootstrap, "mc", workdir, complaints(1, "mc", seed=7), Topology.load(),
+                  30.0, "")
         for i in range(args.repeats):
             for label in (("off", "on") if i % 2 == 0 else ("on", "off")):
                 r = await latency(ctx, args.rate, args.seconds,
@@ -40,9 +39,6 @@ async def run(args: argparse.Namespace) -> int:
                 rows[label].append(r)
                 progress(f"repeat {i + 1}, merging {label}: p50 {r.get('p50_ms')} ms, "
                          f"p99 {r.get('p99_ms')} ms over {r.get('received')} of {r['sent']}")
-    finally:
-        broker.stop()
-        stop_all_children()
     print("| merging | p50 ms (median) | p99 ms (median) | orders / complaints |")
     print("|---|---:|---:|---|")
     for label, rs in rows.items():
@@ -58,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--repeats", type=int, default=3)
-    return harness(run, p, argv)
+    return run_bench(run, p.parse_args(argv))
 
 
 if __name__ == "__main__":

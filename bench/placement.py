@@ -5,7 +5,7 @@
 Points: half spread uniformly over Chongqing's bounding box (about a third of those fall
 outside the city), half around the main urban area (σ ≈ 10 km around 解放碑, where the
 districts are small and the border test has most candidates). Addresses: the unit-test set
-(tests/unit/data/addresses.tsv) plus "<district><street>..." texts for every street, drawn at
+(tests/core/data/addresses.tsv) plus "<district><street>..." texts for every street, drawn at
 random. Each call is timed alone (perf_counter_ns) on a warmed-up, cached index; one thread.
 """
 
@@ -22,7 +22,7 @@ from engine.core.place import Placement
 from engine.data.topology import Topology
 from engine.runtime.world import address_matcher, geo_index
 
-ADDRESSES = Path(__file__).resolve().parents[1] / "tests" / "unit" / "data" / "addresses.tsv"
+ADDRESSES = Path(__file__).resolve().parents[1] / "tests" / "core" / "data" / "addresses.tsv"
 BBOX = (27.9, 32.4, 105.1, 110.4)  # lat min, lat max, lon min, lon max
 CENTRE = (29.5578, 106.5770)
 

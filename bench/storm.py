@@ -8,7 +8,7 @@ streets (480 distinct event ids, 20 sent twice), produced as fast as one produce
 Measured from the worker's own counters and the outputs: every alarm accounted (joined + cases
 + duplicates = 500), dispatch orders = cases, and the drain: from the first alarm produced to
 the last case event the storm caused (record timestamps). Then ``bench.placement`` (placement
-p50/p99 per report) and the address set's accuracy (tests/unit/data/addresses.tsv). Writes
+p50/p99 per report) and the address set's accuracy (tests/core/data/addresses.tsv). Writes
 docs/benchmarks-intake.md (linked from docs/benchmarks.md); medians over the repeats.
 """
 
@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,43 +31,34 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.directives import Tail
-from bench.run import (
+from bench.harness import (
     ROOT,
-    Ctx,
-    EngineRun,
     Failed,
     bench_parser,
-    harness,
+    fresh_broker,
+    generated,
     machine,
+    metric_total,
     page_text,
     progress,
-    stop_all_children,
+    run_bench,
     write_page,
 )
+from bench.run import Ctx
+from bench.workers import EngineRun
 from engine.core.ids import case_id_for
 from engine.data.topology import Topology
-from engine.tools.broker import EmbeddedBroker
 
 OUT = ROOT / "docs" / "benchmarks-intake.md"
 DISTRICTS = ("500103", "500106", "500107", "500108", "500112")  # one per repeat
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(w in line for w in want):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def counters(run: EngineRun) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return {"joined": metric(text, "zhida_merges_total", outcome="joined"),
-            "opened": metric(text, "zhida_merges_total", outcome="opened"),
-            "duplicates": metric(text, "zhida_duplicates_total"),
-            "storms": metric(text, "zhida_alarm_storms_total")}
+    text = run.process.get("/metrics")[1].decode()
+    return {"joined": metric_total(text, "zhida_merges_total", outcome="joined"),
+            "opened": metric_total(text, "zhida_merges_total", outcome="opened"),
+            "duplicates": metric_total(text, "zhida_duplicates_total"),
+            "storms": metric_total(text, "zhida_alarm_storms_total")}
 
 
 async def storm(run: EngineRun, producer: AIOKafkaProducer, topo: Topology, district: str
@@ -132,7 +122,7 @@ def placement_table() -> tuple[str, float | None]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         placement.main(["--samples", "20000"])
-    rows = (ROOT / "tests" / "unit" / "data" / "addresses.tsv").read_text("utf-8")
+    rows = (ROOT / "tests" / "core" / "data" / "addresses.tsv").read_text("utf-8")
     matcher = address_matcher()
     total = right = 0
     for line in rows.splitlines():
@@ -147,29 +137,27 @@ def placement_table() -> tuple[str, float | None]:
 async def run(args: argparse.Namespace) -> int:
     topo = Topology.load()
     workdir = Path(tempfile.mkdtemp(prefix="zhida-storm-"))
-    broker = EmbeddedBroker(log_path=workdir / "broker.log").start()
-    ctx = Ctx(broker.bootstrap, "storm", workdir, [], topo, 60.0, "")
     policy = workdir / "policy.toml"
     policy.write_text('[policy]\nmerge_window = "PT2H"\n', encoding="utf-8")
-    engine = EngineRun(ctx, "e", policy=policy)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
     results = []
-    try:
-        await engine.start()
-        progress(f"worker ready in {engine.startup:.1f} s")
-        await producer.start()
-        for i in range(args.repeats):
-            r = await storm(engine, producer, topo, DISTRICTS[i % len(DISTRICTS)])
-            results.append(r)
-            progress(f"storm {i + 1}: {r['accounted']:.0f}/500 accounted (joined "
-                     f"{r['joined']:.0f}, cases {r['opened']:.0f}, duplicates "
-                     f"{r['duplicates']:.0f}); orders {r['orders']} for {r['cases']} cases; "
-                     f"drained in {r['drain_s']} s")
-    finally:
-        await producer.stop()
-        engine.stop()
-        broker.stop()
-        stop_all_children()
+    with fresh_broker(workdir) as broker:
+        ctx = Ctx(broker.bootstrap, "storm", workdir, [], topo, 60.0, "")
+        engine = EngineRun(ctx, "e", policy=policy)
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+        try:
+            await engine.start()
+            progress(f"worker ready in {engine.startup:.1f} s")
+            await producer.start()
+            for i in range(args.repeats):
+                r = await storm(engine, producer, topo, DISTRICTS[i % len(DISTRICTS)])
+                results.append(r)
+                progress(f"storm {i + 1}: {r['accounted']:.0f}/500 accounted (joined "
+                         f"{r['joined']:.0f}, cases {r['opened']:.0f}, duplicates "
+                         f"{r['duplicates']:.0f}); orders {r['orders']} for {r['cases']} cases; "
+                         f"drained in {r['drain_s']} s")
+        finally:
+            await producer.stop()
+            engine.stop()
     table, accuracy = placement_table()
     write(results, table, accuracy)
     return 0
@@ -189,7 +177,7 @@ def render(data: dict[str, Any]) -> str:
     lines = [
         "# Intake: an alarm storm, placement, addresses",
         "",
-        "<!-- Generated by `python -m bench.storm` (bench/storm.py). Do not edit by hand. -->",
+        *generated("bench.storm"),
         "",
         f"Measured {data['date']:%Y-%m-%d %H:%M} UTC on {m['cores']} cores ({m['cpu']}), "
         f"commit {m['commit']}; embedded broker (Tansu), one worker, merging on "
@@ -208,7 +196,7 @@ def render(data: dict[str, Any]) -> str:
         f"event of the storm; " + ", ".join(f"{r['drain_s']} s" for r in rs) + ") | "
         f"{'✅' if drain < 5 else '❌'} |",
         f"| addresses placed correctly ≥ 95 % on our set | **{(accuracy or 0):.1%}** "
-        "(tests/unit/data/addresses.tsv, written by us with the rules: a regression set, "
+        "(tests/core/data/addresses.tsv, written by us with the rules: a regression set, "
         f"not an independent estimate) | {'✅' if (accuracy or 0) >= 0.95 else '❌'} |",
         "",
         "## Placement per report (`python -m bench.placement`)",
@@ -222,7 +210,7 @@ def render(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = bench_parser("bench.storm", __doc__)
     p.add_argument("--repeats", type=int, default=3)
-    return harness(run, p, argv)
+    return run_bench(run, p.parse_args(argv))
 
 
 if __name__ == "__main__":

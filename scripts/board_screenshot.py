@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.tools.broker import EmbeddedBroker, free_port  # noqa: E402
-from engine.tools.demo import WorkerProcess, scaled_policy  # noqa: E402
+from engine.tools.demo import scaled_policy  # noqa: E402
+from engine.tools.process import WorkerProcess  # noqa: E402
 from engine.tools.sim.cli import run_simulation  # noqa: E402
 
 MAX_BYTES = 1024 * 1024  # the README's picture stays under 1 MiB
@@ -70,9 +71,8 @@ def with_demo(args: argparse.Namespace) -> None:
     try:
         broker.start()
         policy = scaled_policy(args.speed, workdir / "policy.toml")
-        worker = WorkerProcess(broker.bootstrap, free_port(), workdir, policy)
-        worker.start()
-        worker.wait_ready()
+        worker = WorkerProcess(broker.bootstrap, free_port(), workdir / "data",
+                               workdir / "worker.log", policy=policy).start()
         print(f"worker up at {worker.url('/board')}; simulating {args.rate:g}/s for "
               f"{args.duration:g} s", flush=True)
         asyncio.run(run_simulation(broker.bootstrap, os.environ.get("ZHIDA_PREFIX", "zhida."),

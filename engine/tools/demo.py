@@ -23,13 +23,10 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import tomllib
-import urllib.error
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,90 +37,15 @@ from engine.data import policy as policy_module
 from engine.data.topology import CITY_TOPIC_KEY, Topology
 from engine.tools import keys
 from engine.tools.broker import EmbeddedBroker, free_port
+from engine.tools.process import READY_TIMEOUT, WorkerError, WorkerProcess
 from engine.tools.sim import SimStats
 from engine.tools.sim.cli import ProgressLine, fmt_ms, run_simulation
 
-READY_TIMEOUT = 60.0
-STOP_GRACE = 10.0
 _duration = TypeAdapter(timedelta)
 
 
 class DemoError(Exception):
     pass
-
-
-# ---- the worker process ----
-
-
-class WorkerProcess:
-    def __init__(self, bootstrap: str, http_port: int, workdir: Path, policy: Path | None,
-                 keys: Path | None = None) -> None:
-        self.keys = keys
-        self.bootstrap = bootstrap
-        self.http_port = http_port
-        self.data_dir = workdir / "data"
-        self.log_path = workdir / "worker.log"
-        self.policy = policy
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.http_port}{path}"
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "engine.tools.cli", "worker", "--bootstrap", self.bootstrap,
-               "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]
-        if self.policy is not None:
-            cmd += ["--policy", str(self.policy)]
-        if self.keys is not None:
-            cmd += ["--keys", str(self.keys)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url(path), timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
-        started = time.monotonic()
-        deadline = started + timeout
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                code = None if self.proc is None else self.proc.returncode
-                raise DemoError(f"the worker exited with {code} before it was ready; "
-                                f"its log ends with:\n{self.log_tail()}")
-            with contextlib.suppress(OSError):
-                if self.get("/readyz", timeout=2.0)[0] == 200:
-                    return time.monotonic() - started
-            time.sleep(0.2)
-        raise DemoError(f"the worker was not ready within {timeout:g} s "
-                        f"(GET {self.url('/readyz')}); its log ends with:\n{self.log_tail()}")
-
-    def stop(self, grace: float = STOP_GRACE) -> str:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return "not started"
-        if proc.poll() is not None:
-            return f"had exited ({proc.returncode})"
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(grace)
-            return "stopped"
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-            return f"killed after {grace:g} s"
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
 
 
 # ---- the demo's policy: deadlines on the simulation's clock ----
@@ -323,7 +245,7 @@ def keep_up(worker: WorkerProcess) -> None:
     print(f"\n  board: {worker.url('/board')}  (broker and worker stay up; Ctrl-C stops them)",
           flush=True)
     try:
-        while worker.proc is not None and worker.proc.poll() is None:
+        while worker.alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
         print(file=sys.stderr, flush=True)  # past the terminal's "^C"
@@ -332,7 +254,7 @@ def keep_up(worker: WorkerProcess) -> None:
         if e.code != 128 + signal.SIGTERM:
             raise
         return
-    code = None if worker.proc is None else worker.proc.returncode
+    code = worker.returncode
     raise DemoError(f"the worker exited with {code} while kept up; its log ends with:\n"
                     f"{worker.log_tail()}")
 
@@ -367,12 +289,15 @@ def main(args: argparse.Namespace) -> int:
             keys.issue(jwks, topo.units, private)
             say(f"keys: {len(topo.units)} units, one Ed25519 key pair each, in "
                 f"{time.perf_counter() - t:.1f} s ({jwks})")
-        worker = WorkerProcess(broker.bootstrap, args.http_port or free_port(), workdir, policy,
-                               jwks)
-        worker.start()
-        assert worker.proc is not None
-        say(f"worker: pid {worker.proc.pid}, http {worker.url('')}, log {worker.log_path}")
-        took = worker.wait_ready()
+        worker = WorkerProcess(broker.bootstrap, args.http_port or free_port(),
+                               workdir / "data", workdir / "worker.log", policy=policy,
+                               keys=jwks, name="the worker")
+        worker.spawn()
+        say(f"worker: pid {worker.pid}, http {worker.url('')}, log {worker.log_path}")
+        try:
+            took = worker.wait_ready(READY_TIMEOUT)
+        except WorkerError as e:
+            raise DemoError(str(e)) from None
         say(f"worker ready in {took:.1f} s; simulating {args.rate:g}/s for {args.duration:g} s, "
             f"drain up to {args.drain:g} s, speed x{args.speed:g}, seed {args.seed}")
         stats = asyncio.run(run_simulation(
@@ -401,9 +326,9 @@ def main(args: argparse.Namespace) -> int:
         code = 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-        worker_pid = worker.proc.pid if worker and worker.proc else None
+        worker_pid = worker.pid if worker else None
         broker_pid = broker.proc.pid if broker.proc else None
-        how = worker.stop() if worker else "not started"
+        how = worker.stop().how if worker else "not started"
         broker.stop()
         needles = [str(workdir), f"tcp://{broker.bootstrap}"]
         left = processes_matching(needles)
