@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -119,6 +119,17 @@ class _Batch:
         phase.setdefault(partition, {})[key] = value
 
 
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """What the core decided for one command, ready to be written: ``write`` adds the
+    effects of a change to the batch; ``stale_timer``, an ignored firing's index entry."""
+
+    decision: Any  # Accepted, directive.Changed, merge.Routed, Duplicate, Bounce, Ignored,
+    # Rejected; None: nothing to do and nothing to count (a repeated forget)
+    write: Callable[[], None] | None = None
+    stale_timer: bytes | None = None
+
+
 class CaseWriter:
     """Decides batches of case commands and writes their effects in the safe order."""
 
@@ -184,7 +195,7 @@ class CaseWriter:
             self._resumed_at = None
 
     async def _one(self, batch: _Batch, event: EventT) -> None:
-        engine, metrics = self.engine, self.engine.metrics
+        engine = self.engine
         m = event.message
         p, offset = m.partition, m.offset
         if p not in batch.marks:  # a copy: the cache changes only once the batch is written
@@ -201,63 +212,44 @@ class CaseWriter:
             return
         if cmd.body.kind in DIRECTIVE_KINDS:
             self._directive(batch, cmd, p, offset, fresh)
-            return
-        if cmd.body.kind in GROUP_KINDS:
-            self._group(batch, cmd, p, offset, fresh)
-            return
-        state = self._state(cmd.case_id, p)
-        if state is not None and offset <= state.through:
+        elif cmd.body.kind in GROUP_KINDS:
+            self._group(batch, cmd, p, offset)
+        else:
+            self._case(batch, cmd, p, offset, fresh)
+
+    # ---- one settle path: every aggregate's command ends here ----
+
+    def _settle(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool, *,
+                what: str, through: int | None, policy: str | None,
+                prepare: Callable[[], _Decided]) -> None:
+        """How every command ends, whatever its aggregate (case, directive, merge group).
+
+        Applied before a crash (its offset at or below the aggregate's ``through``): nothing
+        to do, its outputs went out then. Otherwise the core decides (``prepare``, which also
+        computes the effects, so a bug in any rule becomes a dead letter, never a stopped
+        writer), and the decision ends as exactly one of: its effects written, a counted
+        duplicate, a bounce to the report's own case, an ignored timer firing (its stale
+        index entry dropped), or a dead letter with the reason.
+        """
+        engine, metrics = self.engine, self.engine.metrics
+        if through is not None and offset <= through:
             metrics.replays.inc()  # applied before a crash, outputs delivered then
             return
-        if state is not None:
-            self._know_policy(state.policy, p)
+        if policy is not None:
+            self._know_policy(policy, p)
         try:
-            decision = decide(state, cmd, engine.world)
-            if isinstance(decision, Accepted):
-                new = apply(state, cmd, decision.events).model_copy(update={"through": offset})
-                before_file = self._file(cmd.case_id, p) if state is not None else None
-                file = file_after(before_file, decision.events, cmd)
-                outputs = react(new, file, decision.events, engine.world.topology)
-        except Exception as e:  # a bug in the core must not stop every other case
-            log.exception("decide_failed", case_id=cmd.case_id, kind=cmd.body.kind)
+            decided = prepare()
+        except Exception as e:  # a bug in the core must not stop every other aggregate
+            log.exception("decide_failed", **{f"{what}_id": cmd.case_id}, kind=cmd.body.kind)
             metrics.internal_errors.inc()
-            o = cmd.origin
             batch.outputs.append(engine.dead_letter_origin_record(
-                o, "invalid_transition",
-                f"engine error deciding {cmd.body.kind} for case {cmd.case_id}: {e!r}",
+                cmd.origin, "invalid_transition",
+                f"engine error deciding {cmd.body.kind} for {what} {cmd.case_id}: {e!r}",
                 at=cmd.at))
             return
-        if isinstance(decision, Accepted):
-            batch.outputs.extend(engine.output_record(out) for out in outputs)
-            batch.put(batch.derived, p, event_key(cmd.case_id, decision.events[0].seq),
-                      dump_events(decision.events))
-            if state is None or file is not before_file:  # opened, or a complainant joined
-                batch.put(batch.derived, p, file_key(cmd.case_id), dump(file))
-                self._files[cmd.case_id] = file
-            if state is None:
-                self._keep_policy(batch, new.policy, p)
-            if new.state == "closed" and new.group and (state is None
-                                                        or state.state != "closed"):
-                # its merge group must not send it more reports (engine/core/merge.py)
-                batch.outputs.append(self._command_record(Command(
-                    case_id=new.group, at=cmd.at, body=GroupForget(case_id=cmd.case_id))))
-            self._index(batch, p, cmd.case_id, sla.next_timer(state) if state else None,
-                        sla.next_timer(new), fresh)
-            if isinstance(cmd.body, Expire) and fresh:
-                self._fired(cmd.body.timer, cmd.body.instant)
-            batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
-            self._states[cmd.case_id] = new
-            self._count_figures(batch, p, offset, state, new, decision.events)
-            batch.escalated += [e for e in decision.events if e.type == "escalated"]
-            if fresh:
-                body = cmd.body
-                if isinstance(body, JoinCase):  # counted where it lands, once
-                    metrics.merges.labels("joined").inc()
-                elif isinstance(body, OpenCase) and body.group:
-                    metrics.merges.labels("opened").inc()
-                marks.moved(state.state if state else None, new.state)
-                batch.counted.append((cmd, state, new, decision))
-                engine.metrics.count_outputs(outputs)
+        decision = decided.decision
+        if decided.write is not None:
+            decided.write()
         elif isinstance(decision, Duplicate):
             metrics.duplicates.labels(cmd.body.kind).inc()
         elif isinstance(decision, Bounce):  # the case closed: the report opens its own
@@ -266,75 +258,159 @@ class CaseWriter:
                 metrics.merges.labels("bounced").inc()
         elif isinstance(decision, Ignored):
             metrics.ignored.inc()
-            body = cmd.body
-            if isinstance(body, Expire):  # a stale index entry: drop it, it fired its last
-                current = sla.next_timer(state) if state else None
-                if current is None or current.at != body.instant:
-                    batch.put(batch.derived, p, timer_key(cmd.case_id, body.instant), None)
-        else:
+            if decided.stale_timer is not None:  # it fired its last: drop the entry
+                batch.put(batch.derived, p, decided.stale_timer, None)
+        elif decision is not None:
             batch.outputs.append(engine.dead_letter_origin_record(
                 cmd.origin, decision.reason, decision.detail, at=cmd.at))
+
+    # ---- the aggregates ----
+
+    def _case(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool) -> None:
+        """A case command: the case's events, outputs, file, timer, figures and state."""
+        state = self._state(cmd.case_id, p)
+
+        def prepare() -> _Decided:
+            decision = decide(state, cmd, self.engine.world)
+            if isinstance(decision, Accepted):
+                new = apply(state, cmd, decision.events).model_copy(update={"through": offset})
+                before_file = self._file(cmd.case_id, p) if state is not None else None
+                file = file_after(before_file, decision.events, cmd)
+                outputs = react(new, file, decision.events, self.engine.world.topology)
+                return _Decided(decision, lambda: self._case_changed(
+                    batch, cmd, p, offset, fresh, state, new, decision, before_file, file,
+                    outputs))
+            stale = None
+            if isinstance(decision, Ignored) and isinstance(cmd.body, Expire):
+                current = sla.next_timer(state) if state else None
+                if current is None or current.at != cmd.body.instant:
+                    stale = timer_key(cmd.case_id, cmd.body.instant)
+            return _Decided(decision, stale_timer=stale)
+
+        self._settle(batch, cmd, p, offset, fresh, what="case",
+                     through=state.through if state is not None else None,
+                     policy=state.policy if state is not None else None, prepare=prepare)
+
+    def _case_changed(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool,
+                      state: CaseState | None, new: CaseState, decision: Accepted,
+                      before_file: CaseFile | None, file: CaseFile, outputs: list[Any]
+                      ) -> None:
+        engine, metrics = self.engine, self.engine.metrics
+        batch.outputs.extend(engine.output_record(out) for out in outputs)
+        batch.put(batch.derived, p, event_key(cmd.case_id, decision.events[0].seq),
+                  dump_events(decision.events))
+        if state is None or file is not before_file:  # opened, or a complainant joined
+            batch.put(batch.derived, p, file_key(cmd.case_id), dump(file))
+            self._files[cmd.case_id] = file
+        if state is None:
+            self._keep_policy(batch, new.policy, p)
+        if new.state == "closed" and new.group and (state is None or state.state != "closed"):
+            # its merge group must not send it more reports (engine/core/merge.py)
+            batch.outputs.append(self._command_record(Command(
+                case_id=new.group, at=cmd.at, body=GroupForget(case_id=cmd.case_id))))
+        self._index(batch, p, cmd.case_id, sla.next_timer(state) if state else None,
+                    sla.next_timer(new), fresh)
+        if isinstance(cmd.body, Expire) and fresh:
+            self._fired(cmd.body.timer, cmd.body.instant)
+        batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
+        self._states[cmd.case_id] = new
+        self._count_figures(batch, p, offset, state, new, decision.events)
+        batch.escalated += [e for e in decision.events if e.type == "escalated"]
+        if fresh:
+            body = cmd.body
+            if isinstance(body, JoinCase):  # counted where it lands, once
+                metrics.merges.labels("joined").inc()
+            elif isinstance(body, OpenCase) and body.group:
+                metrics.merges.labels("opened").inc()
+            batch.marks[p].moved(state.state if state else None, new.state)
+            batch.counted.append((cmd, state, new, decision))
+            metrics.count_outputs(outputs)
 
     def _directive(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool
                    ) -> None:
         """A directive command: the same phases as a case's, over the directive's records
         (``d:`` in phase 2 with its tasks ``k:``; task timers ``t:`` in phase 1)."""
-        engine, metrics = self.engine, self.engine.metrics
         did = cmd.case_id
         d = self._directive_state(did, p)
-        if d is not None and offset <= d.through:
-            metrics.replays.inc()
-            return
-        if d is not None:
-            self._know_policy(d.policy, p)
         target = directive.target_of(cmd)
         task = self._task(did, target, p) if target is not None and d is not None else None
-        try:
-            decision = directive.decide(d, task, cmd, engine.world)
+
+        def prepare() -> _Decided:
+            decision = directive.decide(d, task, cmd, self.engine.world)
             if isinstance(decision, directive.Changed):
                 outputs = directive.react(decision.directive, decision.events,
-                                          engine.world.topology, decision.issue)
-        except Exception as e:  # a bug in the core must not stop every other aggregate
-            log.exception("decide_failed", directive_id=did, kind=cmd.body.kind)
-            metrics.internal_errors.inc()
-            batch.outputs.append(engine.dead_letter_origin_record(
-                cmd.origin, "invalid_transition",
-                f"engine error deciding {cmd.body.kind} for directive {did}: {e!r}",
-                at=cmd.at))
-            return
-        if isinstance(decision, directive.Changed):
-            new = decision.directive.model_copy(update={"through": offset})
-            batch.outputs.extend(engine.output_record(out) for out in outputs)
-            if d is None:
-                self._keep_policy(batch, new.policy, p)
-            for t in decision.tasks:
-                self._index(batch, p, did, directive.next_timer(task) if task else None,
-                            directive.next_timer(t), fresh)
-                batch.put(batch.states, p, task_key(did, t.target), dump(t, TASK_IDS))
-                self._tasks[(did, t.target)] = t
-            batch.put(batch.states, p, directive_key(did), dump(new, DIRECTIVE_IDS))
-            batch.escalated += [e for e in decision.events if e.type == "escalated"]
-            self._directives[did] = new
+                                          self.engine.world.topology, decision.issue)
+                return _Decided(decision, lambda: self._directive_changed(
+                    batch, cmd, p, offset, fresh, d, task, decision, outputs))
+            stale = None
             body = cmd.body
-            if isinstance(body, DirectiveExpire) and fresh:
-                self._fired(body.timer, body.instant)
-            if fresh:
-                for e in decision.events:
-                    metrics.directive_events.labels(e.type).inc()
-                engine.metrics.count_outputs(outputs)
-        elif isinstance(decision, Duplicate):
-            metrics.duplicates.labels(cmd.body.kind).inc()
-        elif isinstance(decision, Ignored):
-            metrics.ignored.inc()
-            body = cmd.body
-            if isinstance(body, DirectiveExpire):  # a stale index entry: drop it
+            if isinstance(decision, Ignored) and isinstance(body, DirectiveExpire):
                 current = directive.next_timer(task) if task is not None else None
                 if current is None or current.at != body.instant:
-                    batch.put(batch.derived, p, timer_key(did, body.instant, body.target),
-                              None)
-        else:
-            batch.outputs.append(engine.dead_letter_origin_record(
-                cmd.origin, decision.reason, decision.detail, at=cmd.at))
+                    stale = timer_key(did, body.instant, body.target)
+            return _Decided(decision, stale_timer=stale)
+
+        self._settle(batch, cmd, p, offset, fresh, what="directive",
+                     through=d.through if d is not None else None,
+                     policy=d.policy if d is not None else None, prepare=prepare)
+
+    def _directive_changed(self, batch: _Batch, cmd: Command, p: int, offset: int,
+                           fresh: bool, d: directive.DirectiveState | None,
+                           task: directive.Task | None, decision: directive.Changed,
+                           outputs: list[Any]) -> None:
+        engine, metrics = self.engine, self.engine.metrics
+        did = cmd.case_id
+        new = decision.directive.model_copy(update={"through": offset})
+        batch.outputs.extend(engine.output_record(out) for out in outputs)
+        if d is None:
+            self._keep_policy(batch, new.policy, p)
+        for t in decision.tasks:
+            self._index(batch, p, did, directive.next_timer(task) if task else None,
+                        directive.next_timer(t), fresh)
+            batch.put(batch.states, p, task_key(did, t.target), dump(t, TASK_IDS))
+            self._tasks[(did, t.target)] = t
+        batch.put(batch.states, p, directive_key(did), dump(new, DIRECTIVE_IDS))
+        batch.escalated += [e for e in decision.events if e.type == "escalated"]
+        self._directives[did] = new
+        body = cmd.body
+        if isinstance(body, DirectiveExpire) and fresh:
+            self._fired(body.timer, body.instant)
+        if fresh:
+            for e in decision.events:
+                metrics.directive_events.labels(e.type).inc()
+            metrics.count_outputs(outputs)
+
+    def _group(self, batch: _Batch, cmd: Command, p: int, offset: int) -> None:
+        """A report that may merge, at its group: join an open case or open its own; the
+        group's state and the forwarded command in the same phases as everything else."""
+        key = cmd.case_id
+        g = self._groups[key] if key in self._groups else self.store.group(key, p)
+
+        def prepare() -> _Decided:
+            policy = self.engine.world.policy
+            routed = merge.route(g, cmd, policy.merge_window, policy.merge_radius_m)
+            if routed is None:  # a repeated forget: nothing to do, nothing to count
+                return _Decided(None)
+            return _Decided(routed, lambda: self._group_changed(batch, cmd, p, offset,
+                                                                routed))
+
+        self._settle(batch, cmd, p, offset, False, what="group",
+                     through=g.through if g is not None else None, policy=None,
+                     prepare=prepare)
+
+    def _group_changed(self, batch: _Batch, cmd: Command, p: int, offset: int,
+                       routed: merge.Routed) -> None:
+        key = cmd.case_id
+        forward = routed.forward
+        if forward is not None and isinstance(forward.body, OpenCase):
+            # the case must tell its group when it closes
+            forward = forward.model_copy(
+                update={"body": forward.body.model_copy(update={"group": key})})
+        new = routed.group.model_copy(update={"through": offset})
+        if forward is not None:
+            batch.outputs.append(self._command_record(forward))
+        batch.put(batch.states, p, group_key(key), dump(new, GROUP_IDS))
+        self._groups[key] = new
 
     def _index(self, batch: _Batch, p: int, owner: str, before: sla.Timer | None,
                after: sla.Timer | None, fresh: bool) -> None:
@@ -379,30 +455,6 @@ class CaseWriter:
                 continue  # counted before a crash
             figures.merge(rec["units"], add)
             rec["through"] = offset
-
-    def _group(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool) -> None:
-        """A report that may merge, at its group: join an open case or open its own; the
-        group's state and the forwarded command in the same phases as everything else."""
-        engine = self.engine
-        key = cmd.case_id
-        g = self._groups[key] if key in self._groups else self.store.group(key, p)
-        if g is not None and offset <= g.through:
-            engine.metrics.replays.inc()
-            return
-        policy = engine.world.policy
-        routed = merge.route(g, cmd, policy.merge_window, policy.merge_radius_m)
-        if routed is None:  # a repeated forget
-            return
-        forward = routed.forward
-        if forward is not None and isinstance(forward.body, OpenCase):
-            # the case must tell its group when it closes
-            forward = forward.model_copy(
-                update={"body": forward.body.model_copy(update={"group": key})})
-        new = routed.group.model_copy(update={"through": offset})
-        if forward is not None:
-            batch.outputs.append(self._command_record(forward))
-        batch.put(batch.states, p, group_key(key), dump(new, GROUP_IDS))
-        self._groups[key] = new
 
     def _command_record(self, cmd: Command) -> Record:
         """A command this writer hands on (a merge's forward, a bounce, a forget): phase 1,
