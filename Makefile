@@ -38,12 +38,12 @@ bench-signed: $(STAMP)  ## engine throughput with signature checks against witho
 	$(BIN)/python -m bench.signed $(ARGS)
 
 .PHONY: bench-crash
-bench-crash: $(STAMP)  ## soak: SIGKILL the worker under load, check every output (tests/crashload.py)
-	$(BIN)/python -m tests.crashload --duration 300 --kill-every 20 --rate 100 $(ARGS)
+bench-crash: $(STAMP)  ## soak: SIGKILL the worker under load, check every output (bench/crashload.py)
+	$(BIN)/python -m bench.crashload --duration 300 --kill-every 20 --rate 100 $(ARGS)
 
 .PHONY: bench-cityday-short
-bench-cityday-short: $(STAMP)  ## the short city day (2 workers, one kill): fails today on a merge decided twice across a kill (issue 23)
-	$(BIN)/python -m pytest -p no:cacheprovider bench/test_cityday_short.py $(ARGS)
+bench-cityday-short: $(STAMP)  ## the short city day alone (2 workers, one kill; part of make test): CITYDAY_SEED=n reruns one day
+	$(BIN)/python -m pytest -p no:cacheprovider -s tests/integration/test_cityday_short.py $(ARGS)
 
 .PHONY: bench-cityday
 bench-cityday: $(STAMP)  ## a day of Chongqing at 100x on 3 workers, one SIGKILLed every 180 s; figures vs a recount; writes docs/benchmarks-cityday.md

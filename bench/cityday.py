@@ -12,7 +12,7 @@ One embedded broker and ``--workers`` workers of one group (default 3), each on 
 dir, all on the second-scale policy bench/data/cityday-policy.toml (ack 20 s, resolve 60 s,
 feedback 30 s, supervision 20 s; urgent halves; 一事多诉 window 72 s, the shipped 2 h at 100x).
 The simulated day runs 86,400 / ``--speed`` seconds (864 s at 100x; ``--duration`` sets it).
-The load (``CityDayLoad``, on tests/crashload.py's ``Load``) follows a day's shape by hour:
+The load (``CityDayLoad``, on bench/crashload_load.py's ``Load``) follows a day's shape by hour:
 30,000 complaints (``--rate-scale`` scales the volume) with the hotline's curve (night lows,
 peaks at 10:00 and 15:00), bodies from the engine's simulator (engine/tools/sim/generator.py: real
 streets weighted to the central districts, the catalogue's categories with a real-life skew,
@@ -36,7 +36,7 @@ every fifth directive never), and report when asked. One case in 50 and one dire
 ``unauthorized``.
 
 Every ``--kill-every`` seconds one worker, in turn, is SIGKILLed (its process group) and
-restarted on its data dir ``--down`` seconds later (tests/crashload.py ``CrashRun``). After the
+restarted on its data dir ``--down`` seconds later (bench/crashload.py ``CrashRun``). After the
 day the load stops and the run waits until it is quiet: every deadline seen on an event has
 passed (plus 5 s) and no output came for 10 s, so no timer can still fire. An independent
 librdkafka reader has read every output topic from offset 0 throughout; the check
@@ -72,6 +72,10 @@ from bench.cityday_check import (
     recounted,
 )
 from bench.cityday_load import DAY, CityDayLoad, CityDaySent, DayConfig
+from bench.crashload import CrashConfig, CrashResult, CrashRun
+from bench.crashload_check import Report
+from bench.crashload_load import CITY, Load, SentLog
+from bench.crashload_read import Reader, Record
 from bench.harness import (
     ROOT,
     bench_parser,
@@ -84,17 +88,6 @@ from bench.harness import (
 from engine.data.policy import Policy
 from engine.runtime.settings import Settings
 from engine.tools.broker import EmbeddedBroker
-from tests.crashload import (
-    CITY,
-    CrashConfig,
-    CrashResult,
-    CrashRun,
-    Load,
-    Reader,
-    Record,
-    Report,
-    SentLog,
-)
 
 OUT = ROOT / "docs" / "benchmarks-cityday.md"
 POLICY = ROOT / "bench" / "data" / "cityday-policy.toml"
@@ -343,7 +336,7 @@ def render(data: dict[str, Any]) -> str:
         f"| every worker ready again within 20 s of its restart | "
         f"{'max ' + _s(max(restarts)) if restarts else 'no kill'} | "
         f"{mark[all(x <= 20 for x in restarts)]} |",
-        f"| every check (tests/crashload.py's and the city day's) | "
+        f"| every check (bench/crashload_check.py's and the city day's) | "
         f"{'no violation' if rep['ok'] else by_rule} | {mark[rep['ok']]} |",
         "",
         *_inputs_table(c, day, extra),

@@ -1,5 +1,5 @@
 """bench/cityday.py's check: every output read back against what was sent (on
-tests/crashload.py's rules), the city figures recounted from the case events, and the
+bench/crashload_check.py's rules), the city figures recounted from the case events, and the
 intake latency the load saw."""
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from bench.cityday_load import EVENT_FOR, HOLDER_CHANGES, CityDaySent, SentAlarm
-from engine.core.figures import figures, recount, stats
-from tests.crashload import (
-    CITY,
-    NAMES,
-    TOPO,
-    Record,
+from bench.crashload_check import (
     Report,
     Violation,
     _check_directives,
@@ -27,6 +22,9 @@ from tests.crashload import (
     _forged_letters,
     _trail,
 )
+from bench.crashload_load import CITY
+from bench.crashload_read import NAMES, TOPO, Record
+from engine.core.figures import figures, recount, stats
 
 # rules whose violations can still heal while outputs arrive
 LOSS = frozenset({"lost_input", "lost_order", "lost_event", "lost_notification",
@@ -187,7 +185,7 @@ def check_cityday(sent: CityDaySent, records: Iterable[Record]) -> CityReport:
       rating's ``invalid_transition`` on a case already closed (its feedback window passed
       first); ``lost_dead_letter`` / ``wrong_reason`` for a forged update.
     - ``seq_gap``, ``seq_fork``, ``seq_order``, ``dup_conflict``, ``foreign``, and the
-      directive rules: as in tests/crashload.py ``check``.
+      directive rules: as in bench/crashload_check.py ``check``.
     """
     rep = CityReport()
     v = rep.violations

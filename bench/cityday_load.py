@@ -1,6 +1,6 @@
 """bench/cityday.py's day and load: the day's shape by hour, the reactions of units and
 citizens and their delays, what was sent (``CityDaySent``) and ``CityDayLoad``, on
-tests/crashload.py's ``Load``."""
+bench/crashload_load.py's ``Load``."""
 
 from __future__ import annotations
 
@@ -16,22 +16,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from engine.core.ids import case_id_for
-from engine.tools.sim.generator import SENSORS_PER_STREET, Generator
-from tests.crashload import (
+from bench.crashload_load import (
     CITY,
-    NAMES,
     TICK,
-    TOPO,
     Load,
-    Reader,
-    Record,
     SentComplaint,
     SentDirective,
     SentLog,
     SentUpdate,
     _now_rfc3339,
 )
+from bench.crashload_read import NAMES, TOPO, Reader, Record
+from engine.core.ids import case_id_for
+from engine.tools.sim.generator import SENSORS_PER_STREET, Generator
 
 DAY = 86_400.0
 

@@ -7,7 +7,9 @@
 - integration/: against a real embedded broker and real worker processes;
 - support/: the helpers and fixtures they share (the fixtures registered by conftest.py);
 - data/: the policy files of the integration tests' workers and of the short city day;
-  unit/data/addresses.tsv: the placement set (bench/placement.py and bench/storm.py
-  read it at that path);
-- crashload.py: the crash soak's load and checks (``make bench-crash``, tests/integration).
+  core/data/addresses.tsv: the placement set (bench/placement.py and bench/storm.py
+  read it at that path).
+
+The crash soak's load, reader and checks are bench/crashload*.py (``make bench-crash``); the
+integration tests test_crash.py, test_crash_workers.py and test_cityday_short.py run them.
 """

@@ -1,14 +1,15 @@
 """A city day under kill -9, short (issue 23, item 4; ``make bench-cityday`` is the long one).
 
-Two workers of one group on their own embedded broker, the second-scale policy
-tests/data/cityday-short.toml, a day compressed into a minute of load (bench/cityday.py
-``CityDayLoad``: complaints with neighbours' repeats, alarms with a storm in one street, two
-directives, and the units' and citizens' answers: acks, returns and the assignments after
-them, resolutions, ratings that reopen or close, verifications, forged acks), one worker
-SIGKILLed and restarted. Everything read back must pass ``check_cityday`` (every input
-accounted for, no case without its order, per-case seq gap-free, nothing forked, dead letters
-only where meant), and once nothing can fire any more the city figures of both workers must
-equal the recount of the case events read back. Then the checker is shown to catch what it
+It lives in tests/integration, so ``make test`` runs it (``make bench-cityday-short`` runs it
+alone; ``CITYDAY_SEED=n`` replays one day). Two workers of one group on their own embedded
+broker, the second-scale policy tests/data/cityday-short.toml, a day compressed into 45 s of
+load (bench/cityday.py ``CityDayLoad``: complaints with neighbours' repeats, alarms with a storm
+in one street, two directives, and the units' and citizens' answers: acks, returns and the
+assignments after them, resolutions, ratings that reopen or close, verifications, forged acks),
+one worker SIGKILLed and restarted. Everything read back must pass ``check_cityday`` (every
+input accounted for, no case without its order, per-case seq gap-free, nothing forked, dead
+letters only where meant), and once nothing can fire any more the city figures of both workers
+must equal the recount of the case events read back. Then the checker is shown to catch what it
 claims to: the same outputs with one thing taken away or forked each fail their rule.
 """
 
@@ -24,15 +25,16 @@ import orjson
 import pytest
 
 from bench.cityday import FIELDS, CityDayRun, DayConfig, check_cityday, recounted
+from bench.crashload import CrashConfig
+from bench.crashload_read import Record, make_record
 from engine.tools.broker import EmbeddedBroker
-from tests.crashload import CrashConfig, Record, make_record
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "tests" / "data" / "cityday-short.toml"
 TZ = ZoneInfo("Asia/Shanghai")  # the policy's calendar zone (the default)
-SECONDS = 60.0  # of load: ~20 complaints/s on average, ~40/s at the day's peaks
+SECONDS = 45.0  # of load: ~27 complaints/s on average, ~50/s at the day's peaks
 WORKERS = 2
 
 

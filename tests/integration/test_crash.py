@@ -4,8 +4,9 @@ Own embedded broker (memory storage) and own worker, killed with SIGKILL (its wh
 group) as often as a minute of load allows (at least three times) while complaints,
 directives (政令, one every ``DIRECTIVE_EVERY`` complaints, to 3-20 streets) and unit updates
 (case acks and resolves, directive acks and reports, forged acks) keep arriving, restarted each
-time on the same data dir. Everything the engine produced is read back from offset 0 by an
-independent librdkafka client and checked against the contract by ``tests.crashload.check``.
+time on the same data dir (bench/crashload.py ``CrashRun``). Everything the engine produced is
+read back from offset 0 by an independent librdkafka client and checked against the contract by
+``check`` (bench/crashload_check.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.crashload import CrashConfig, CrashRun
+from bench.crashload_check import LOSS_RULES
 from engine.tools.broker import EmbeddedBroker
-from tests.crashload import LOSS_RULES, CrashConfig, CrashRun
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ Three workers share the partitions; one at a time is SIGKILLed under load and re
 seconds later on its data dir while the other two keep theirs (the case one worker cannot
 show: faust handed a restarted member's records on before its seek to the committed offsets
 and passed over the ones between, engine/runtime/kafka/transport.py). Every output is read back from
-offset 0 by an independent client and checked as in the single-worker run (tests/crashload.py:
+offset 0 by an independent client and checked as in the single-worker run (bench/crashload_check.py:
 every input accounted for, per-case seq gap-free, nothing forked, one outcome per input), and
 every worker must be ready at the end: a partition left stalled fails the test.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.crashload import CrashConfig, CrashRun
 from engine.tools.broker import EmbeddedBroker
-from tests.crashload import CrashConfig, CrashRun
 
 pytestmark = pytest.mark.integration
 

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 import pytest
@@ -27,79 +22,40 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from engine.data.topology import Topology
 from engine.tools.broker import EmbeddedBroker
+from engine.tools.process import Stopped, WorkerProcess, metric_sum
 from tests.support.helpers import POLL, POLL_PROCESS
 from topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_MERGE = ROOT / "tests" / "data" / "no-merge.toml"  # the default of a test worker
+STOP_GRACE = 15.0  # seconds a stopped test worker has to exit before SIGKILL
 NAMES = TopicNames("zhida.")
 TOPO = Topology.load()
 
 
-@dataclass
-class Worker:
+class Worker(WorkerProcess):
     """A ``zhida worker`` process on ``bootstrap`` (the no-merge policy unless ``env`` says
-    otherwise), its HTTP on ``http_port``, its state in ``data_dir``."""
+    otherwise), its HTTP on ``http_port``, its state in ``data_dir``: engine/tools/process.py's
+    ``WorkerProcess``, run from the repository root, polled every ``POLL_PROCESS`` s until ready
+    and given 15 s to stop."""
 
-    bootstrap: str
-    http_port: int
-    data_dir: Path
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    def __init__(self, bootstrap: str, http_port: int, data_dir: Path, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(bootstrap, http_port, data_dir, log_path, cwd=ROOT,
+                         env={"ZHIDA_POLICY": str(NO_MERGE), **(env or {})})
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.http_port}{path}"
+    def start(self, timeout: float = 60.0, poll: float = POLL_PROCESS) -> Self:
+        """Spawn and wait for ``/readyz`` 200; WorkerExited (a RuntimeError) if the process
+        ends first, WorkerNotReady (a TimeoutError) after ``timeout`` s."""
+        return super().start(timeout, poll)
 
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url(path), timeout=5) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def start(self, timeout: float = 60.0) -> Worker:
-        out = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.tools.cli", "worker", "--bootstrap", self.bootstrap,
-             "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "ZHIDA_POLICY": str(NO_MERGE), **self.env},
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log_tail()}")
-            with contextlib.suppress(OSError):
-                if self.get("/readyz")[0] == 200:
-                    return self
-            time.sleep(POLL_PROCESS)
-        raise TimeoutError(f"worker not ready in {timeout}s: {self.log_tail()}")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-    def log_tail(self, n: int = 4000) -> str:
-        return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
+    def stop(self, grace: float = STOP_GRACE, sig: int = signal.SIGINT) -> Stopped:
+        return super().stop(grace, sig)
 
     def metric(self, name: str, **labels: str) -> float:
-        text = self.get("/metrics")[1].decode()
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        prefix = f"{name}{{{want}}}" if labels else name
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(prefix + " ") or (labels and line.startswith(prefix)):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        """Sum of the samples of ``name`` whose labels include ``labels`` (0 if none); OSError
+        when the worker does not answer (a test must not read that as 0)."""
+        return metric_sum(self.get("/metrics")[1].decode(), name, **labels) or 0.0
 
 
 @dataclass
