@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -113,9 +115,16 @@ def _the_checker_catches(run: CityDayRun) -> None:
     complaint = next(cid for cid, rs in by_case.items()
                      if len(rs) >= 4 and rs[0].body().get("source") == "complaint"
                      and not any(r.f["type"] == "merged" for r in rs))
-    acked = next(r for r in events if r.f["type"] == "acknowledged")
-    alarm_join = next(r for r in events if r.f["type"] == "merged"
-                      and r.body().get("source") == "sensed")
+    copies = Counter((str(r.f["case_id"]), r.f["seq"]) for r in events)
+    last = {cid: max(r.f["seq"] for r in rs) for cid, rs in by_case.items()}
+
+    def inner(pred: Callable[[Record], bool]) -> Record:
+        """An event with no redelivered copy and a later one on its case: without it, a gap."""
+        return next(r for r in events if pred(r) and copies[(str(r.f["case_id"]), r.f["seq"])] == 1
+                    and r.f["seq"] < last[str(r.f["case_id"])])
+
+    acked = inner(lambda r: r.f["type"] == "acknowledged")
+    alarm_join = inner(lambda r: r.f["type"] == "merged" and r.body().get("source") == "sensed")
     order = next(r for r in records if r.kind == "order" and r.f.get("case_id"))
     forged = next(r for r in records if r.kind == "dead" and r.f.get("reason") == "unauthorized")
 

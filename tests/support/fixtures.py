@@ -7,6 +7,9 @@ tests/conftest.py.
   tests/support/broker.py (``own_broker``, ``Worker``, ``collecting``).
 - ``world``: the default topology and catalogue with the requesting test module's ``POLICY``
   text, once per module.
+- ``engine_process_settings`` (every test): building an ``Engine`` sets process-wide client
+  settings (the SASL arguments of the engine's own aiokafka clients, the fetch wait, the bulk
+  restore threshold); each test starts from the defaults, whatever ran before it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,23 @@ import pytest
 import pytest_asyncio
 
 from engine.core.world import World
+from engine.runtime.kafka import recovery, transport
 from engine.tools.broker import EmbeddedBroker, free_port
 from tests.support.broker import Collector, Worker
 from tests.support.helpers import world_with
+
+# ---- process-wide settings an Engine sets ----
+
+
+@pytest.fixture(autouse=True)
+def engine_process_settings() -> Iterator[None]:
+    kwargs = dict(transport.CLIENT_KWARGS)
+    wait, bulk = transport.FETCH_MAX_WAIT_MS, recovery.BULK_MIN
+    yield
+    transport.CLIENT_KWARGS.clear()
+    transport.CLIENT_KWARGS.update(kwargs)
+    transport.FETCH_MAX_WAIT_MS, recovery.BULK_MIN = wait, bulk
+
 
 # ---- the session's broker, worker and collector ----
 
