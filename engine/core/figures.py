@@ -130,12 +130,19 @@ def tally(before: CaseState | None, after: CaseState, events: list[CaseEvent],
     table). Now counters are ``now_counts(after) - now_counts(before)``: they telescope, so
     the sum of every delta of a case equals its final state's contribution, exactly.
     """
-    days = _credit(events, tz, before.unit if before else None,
-                   before.stage if before else None, before.due if before else None)
+    days = day_credits(before, events, tz)
     now: dict[str, dict[str, int]] = {}
     merge(now, now_counts(after))
     merge(now, _negated(now_counts(before)))
     return Delta(days, now)
+
+
+def day_credits(before: CaseState | None, events: Iterable[CaseEvent], tz: ZoneInfo
+                ) -> dict[tuple[str, str], dict[str, int]]:
+    """``tally``'s day part alone. Why: a bulk run (``zhida replay``, engine/core/replay.py)
+    takes the now part once from the last states (``now_counts``), not per command."""
+    return _credit(events, tz, before.unit if before else None,
+                   before.stage if before else None, before.due if before else None)
 
 
 def _credit(events: Iterable[CaseEvent], tz: ZoneInfo, holder: str | None, stage: str | None,
