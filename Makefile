@@ -65,6 +65,10 @@ bench-scale: $(STAMP)  ## open cases, RSS, changelog, restart at 100k/300k/1M; w
 bench-timers: $(STAMP)  ## SLA timers: lateness with 1M armed, a 20k burst, SIGKILL; writes docs/benchmarks-timers.md
 	$(BIN)/python -m bench.timers $(ARGS)
 
+.PHONY: bench-replay
+bench-replay: $(STAMP)  ## zhida replay's core on a synthetic month (1,000,000 inputs, 300,000 cases; --scale): inputs/s, memory; writes docs/benchmarks-replay.md
+	$(BIN)/python -m bench.replay $(ARGS)
+
 docs: $(STAMP)  ## regenerate docs/schemas/*.json and docs/lifecycle.md
 	$(BIN)/python -m engine.docgen
 

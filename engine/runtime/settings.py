@@ -75,6 +75,9 @@ class Settings(BaseModel):
     # (``zhida worker``, ``simulate``, ``tail``, ``lag``, ``deadletters``), seconds
     connect_timeout: float = Field(default=15.0, gt=0)
     source: str = "/zhida/engine"
+    # days the input topics and case.commands keep their records (retention.ms of the topics
+    # the worker creates): ``zhida replay`` decides a period again from them (docs/replay.md)
+    input_retention: int = Field(default=400, ge=1)
     # signed messages (CONTRACT.md "Signed messages", engine/runtime/signing.py): the JWKS of the
     # units' public keys; unset, nothing is checked
     keys: Path | None = None

@@ -1,5 +1,5 @@
 """``zhida``: run the engine (broker, worker, simulate, demo) and look after it (case, tail,
-deadletters, lag).
+deadletters, lag, replay).
 
 Failures an operator can cause end in one line on stderr and an exit code, never a
 traceback: 2 for a bad flag, setting or operator file, or brokers that cannot be reached
@@ -9,7 +9,8 @@ such dead letter); 130 for Ctrl-C, at any point.
 Imports stay inside the functions: a Ctrl-C while Python is still importing faust would
 otherwise end in a traceback, and ``zhida --help`` stays quick. Only the exit codes are
 imported at once, from engine/tools/ops/common.py (no Kafka client there). The operator
-commands' work is in engine/tools/ops/, one module a command (case, tail, deadletters, lag).
+commands' work is in engine/tools/ops/, one module a command (case, tail, deadletters, lag,
+replay).
 """
 
 from __future__ import annotations
@@ -342,6 +343,15 @@ def _lag(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from engine.tools.ops import replay
+
+    start, end = replay.dates(args.start, args.end)  # before anything is loaded
+    settings = _settings(bootstrap=args.bootstrap, connect_timeout=args.connect_timeout)
+    return replay.command(start, end, args.candidate, args.unit, args.json, settings,
+                          _auth(settings), _file_problem)
+
+
 # ---- the parser ----
 
 
@@ -359,7 +369,7 @@ def _timeout_flag(p: argparse.ArgumentParser, what: str = "the brokers") -> None
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="zhida", description="Zhida (智达): run the dispatch engine (broker, worker, "
-        "simulate, demo) and look after it (case, tail, deadletters, lag).",
+        "simulate, demo) and look after it (case, tail, deadletters, lag, replay).",
         epilog="Exit codes: 0 ok, 1 not found / nothing to do, 2 bad flag, setting or file, "
                "or brokers unreachable, 130 interrupted. `zhida COMMAND --help` for a "
                "command's flags.")
@@ -506,6 +516,34 @@ def _operator_commands(sub: Any) -> None:
     _bootstrap_flag(lg)
     _timeout_flag(lg)
     lg.set_defaults(func=_lag)
+
+    r = sub.add_parser("replay", help="a period's cases decided again: live against a "
+                       "candidate policy (what-if), per unit",
+                       description="Decide the recorded inputs of the cases opened in [--from, "
+                       "--to) (the city's days) again offline: without --policy exactly as "
+                       "they ran (live = candidate), with --policy under that policy. Reads "
+                       "without a consumer group, writes nothing (docs/replay.md). Run it "
+                       "with the worker's ZHIDA_POLICY, ZHIDA_TOPOLOGY, ZHIDA_CATALOGUE, "
+                       "ZHIDA_PREFIX and ZHIDA_APP_ID.")
+    r.add_argument("--from", dest="start", required=True, metavar="DATE",
+                   help="first day of the period, YYYY-MM-DD in the city's time zone "
+                   "(required, no default)")
+    r.add_argument("--to", dest="end", required=True, metavar="DATE",
+                   help="the day after the period, YYYY-MM-DD (exclusive: --from D --to D+1 "
+                   "is the day D); the replay's clock stops there or now, whichever is "
+                   "earlier (required, no default)")
+    r.add_argument("--policy", dest="candidate", type=Path, metavar="FILE",
+                   help="the candidate SLA policy, TOML (docs/policy.md) (default: none, the "
+                   "exact replay of the versions the cases ran under; ZHIDA_POLICY stays "
+                   "the worker's file in force)")
+    r.add_argument("--unit", metavar="CODE",
+                   help="the unit whose subtree is shown, with its direct children "
+                   "(default: the city centre)")
+    r.add_argument("--json", type=Path, metavar="FILE",
+                   help="also write the figures as JSON to FILE (default: none)")
+    _bootstrap_flag(r)
+    _timeout_flag(r)
+    r.set_defaults(func=_replay)
 
 
 def _simulation_flags(p: argparse.ArgumentParser, speed: float = 60.0) -> None:

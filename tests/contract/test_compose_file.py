@@ -536,10 +536,16 @@ async def test_ensure_topics_creates_with_the_replication_settings(
     missing = await admin_module.ensure_topics(settings, ["500103"], timeout=1.0)
     assert missing and "zhida.intake.complaints" not in missing
     assert [t.name for t in created] == missing
+    kept = admin_module.retained(settings.prefix)
+    assert kept == {"zhida.intake.complaints", "zhida.intake.sensed", "zhida.intake.directives",
+                    "zhida.unit.updates", "zhida.citizen.feedback", "zhida.case.commands"}
     for topic in created:
         assert topic.replication_factor == replication
         assert topic.num_partitions == 6
-        assert topic.topic_configs == configs
+        if topic.name in kept:  # what zhida replay reads back: 400 days by default
+            assert topic.topic_configs == {**configs, "retention.ms": str(400 * 86_400_000)}
+        else:
+            assert topic.topic_configs == configs
 
 
 def test_alertmanager_groups_by_alertname_with_a_default_receiver() -> None:

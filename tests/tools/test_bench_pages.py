@@ -24,6 +24,7 @@ from bench import (
     cityday,
     directives,
     failover,
+    replay,
     report,
     scale,
     signed,
@@ -102,6 +103,8 @@ PAGES = (
          "standby replicas", failover.render, _json),
     Page("benchmarks-capacity", "# Capacity: the intake rate one, two and three workers carry "
          "with p99 under 1 s", capacity.render, _json),
+    Page("benchmarks-replay", "# Replay: a synthetic month decided again by the core",
+         replay.render, _dated),
 )
 
 

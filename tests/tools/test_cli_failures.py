@@ -189,7 +189,7 @@ def test_version() -> None:
     assert r.returncode == 0 and r.stdout.startswith("zhida ") and r.stdout.split()[1]
 
 
-OURS = ("broker", "worker", "simulate", "demo", "case", "tail", "deadletters", "lag")
+OURS = ("broker", "worker", "simulate", "demo", "case", "tail", "deadletters", "lag", "replay")
 
 
 def test_every_flag_says_its_default_and_variable() -> None:

@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from engine.runtime import logs
 from engine.runtime.settings import Settings
-from topics import TopicNames
+from topics import SPECS, TopicNames
 
 log = logs.get("zhida.admin")
 
@@ -17,6 +17,10 @@ log = logs.get("zhida.admin")
 # restarting) without stopping writes. Below three replicas the broker's default applies.
 MIN_INSYNC_REPLICAS = 2
 TOPIC_EXISTS = 36  # Kafka's TOPIC_ALREADY_EXISTS error code
+DAY_MS = 86_400_000
+# the recorded inputs ``zhida replay`` decides again (docs/replay.md): the contract's input
+# topics and the one command log; outputs and the changelog keep the broker's defaults
+REPLAYED = frozenset({s.suffix for s in SPECS if s.direction == "in"} | {"case.commands"})
 
 
 def topic_configs(replication: int) -> dict[str, str]:
@@ -24,6 +28,16 @@ def topic_configs(replication: int) -> dict[str, str]:
     if replication >= 3:
         return {"min.insync.replicas": str(MIN_INSYNC_REPLICAS)}
     return {}
+
+
+def retained(prefix: str) -> set[str]:
+    """The topics created with ``input_retention``: what replay reads back."""
+    return {prefix + suffix for suffix in REPLAYED}
+
+
+def retention_configs(days: int) -> dict[str, str]:
+    """``retention.ms`` of the replayed topics: ``input_retention`` days."""
+    return {"retention.ms": str(days * DAY_MS)}
 
 
 async def ensure_topics(settings: Settings, districts: list[str], timeout: float = 30.0
@@ -47,10 +61,13 @@ async def ensure_topics(settings: Settings, districts: list[str], timeout: float
         missing = [n for n in names if n not in existing]
         if missing:
             configs = topic_configs(settings.replication)
+            kept = {**configs, **retention_configs(settings.input_retention)}
+            long_lived = retained(settings.prefix)
             response = await admin.create_topics([
                 NewTopic(n, num_partitions=settings.partitions,
                          replication_factor=settings.replication,
-                         topic_configs=configs or None) for n in missing
+                         topic_configs=(kept if n in long_lived else configs) or None)
+                for n in missing
             ])
             # e.g. a replication factor above the brokers available (38); another worker
             # creating the same topic at the same time (36, exists) is no error
