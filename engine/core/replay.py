@@ -3,20 +3,23 @@
 Why: a change to the SLA policy is a bet until it is live (issue 25). The core is pure and its
 clock is in every command, so last month's recorded inputs can be decided again offline, under
 the policy that ran them (the exactness check: the same events) or under a candidate (what
-would have happened). CONTRACT.md "Replay and what-if" is the contract; engine/tools/replay.py
+would have happened). CONTRACT.md "Replay and what-if" is the contract; engine/tools/ops/replay.py
 reads the brokers and prints.
 
 How, per command, as the single writer (engine/runtime/writer.py) does it: ``decide`` then
 ``apply``; duplicates are caught by the state (``applied``/``joins``); a join that reaches a
 closed case bounces to the report's own case at once. ``react`` is not called: replay needs
-events, not outputs. Merge-group and directive commands are skipped: the group's forwarded
-``JoinCase``/``OpenCase`` are on the log on the case's own key.
+events, not outputs. Merge-group commands are skipped: the group's forwarded
+``JoinCase``/``OpenCase`` are on the log on the case's own key. Directive commands are decided
+again as the writer does (engine/core/replay_directives.py), their task timers on the same
+clock as the cases'.
 
 Deadlines: without a candidate (``recorded_firings=True``) the live run's ``Expire`` commands
 are decided where they are on the log, so the events equal the live ones. With a candidate
-they are dropped and a simulated ticker fires each case's one armed timer (``sla.next_timer``)
-at its due instant, in due order (then case id, as the timer index sorts), before any input
-at or after that instant, and at the end every timer due up to ``until``. Unit actions stay
+they are dropped (``DirectiveExpire`` too) and a simulated ticker fires each case's one armed
+timer (``sla.next_timer``) and each directive task's (``directive.next_timer``) at its due
+instant, in due order (then case or directive id and target, as the timer index sorts),
+before any input at or after that instant, and at the end every timer due up to ``until``. Unit actions stay
 as recorded whatever the candidate says: one its state refuses is counted in ``rejected``.
 """
 
@@ -35,6 +38,7 @@ from zoneinfo import ZoneInfo
 from engine.core import figures as fig
 from engine.core import sla
 from engine.core.decide import Accepted, Bounce, Duplicate, Ignored, Rejected, apply, decide
+from engine.core.directive import DirectiveEvent, DirectiveState
 from engine.core.model import (
     DIRECTIVE_KINDS,
     GROUP_KINDS,
@@ -45,6 +49,7 @@ from engine.core.model import (
     JoinCase,
     OpenCase,
 )
+from engine.core.replay_directives import Directives
 from engine.core.world import World
 from engine.data.topology import Topology
 from schemas.outbound import CaseEventMessage
@@ -74,8 +79,8 @@ class Replayed:
 
     events: dict[str, list[CaseEvent]]  # candidate history by case id, seq order
     states: dict[str, CaseState]  # each case's last candidate state
-    # commands not replayed, by body kind: directive_*, group_*, ``expire`` when the
-    # candidate's clock fires instead, and ``open_joined`` (OPEN_JOINED)
+    # commands not replayed, by body kind: group_*, ``expire`` and ``directive_expire`` when
+    # the candidate's clock fires instead, and ``open_joined`` (OPEN_JOINED)
     skipped: Counter[str]
     rejected: Counter[str] = field(default_factory=Counter)  # refused inputs, by reason
     duplicates: int = 0  # repeated inputs (redeliveries): nothing changed, as in the writer
@@ -87,6 +92,11 @@ class Replayed:
     # the candidate's figure records, tallied per command as the writer does: what
     # ``figures_of`` reads, so the figures need no ``events`` (``keep_events=False``)
     counts: Counts = field(default_factory=Counts)
+    # the directives' last states by directive id, their histories (``keep_events``) and
+    # reminders (warned events) by directive id: what ``directive_figures`` reads
+    directives: dict[str, DirectiveState] = field(default_factory=dict)
+    directive_events: dict[str, list[DirectiveEvent]] = field(default_factory=dict)
+    directive_reminders: Counter[str] = field(default_factory=Counter)
 
 
 def replay(commands: Iterable[Command], world: World, *, recorded_firings: bool,
@@ -102,8 +112,9 @@ def replay(commands: Iterable[Command], world: World, *, recorded_firings: bool,
 
     ``recorded_firings=True``: the live policy versions (``world.policy`` in force, the others
     in ``world.policies``) with the recorded ``Expire`` commands: exact. ``opened_under``
-    (case id → the policy digest its live ``created`` event froze) then decides each
-    ``OpenCase`` under that version, so a period spanning a policy change stays exact.
+    (case id → the policy digest its live ``created`` event froze; directive id → its live
+    state's ``policy``) then decides each ``OpenCase`` and ``IssueDirective`` under that
+    version, so a period spanning a policy change stays exact.
     ``recorded_firings=False``: ``world.policy`` is the candidate; every case opens under it
     and its timers fire on a simulated clock (module docstring). Commands later than
     ``until`` are not replayed; the clock stops there.
@@ -155,20 +166,23 @@ class _Replayer:
         self.skipped: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.counts = Counter[str]()
-        # the simulated ticker: each case's armed timer, and a heap of (due, case, n, timer)
-        # whose stale entries are dropped when popped (the case's timer moved since)
+        # the simulated ticker: each case's (directive task's: "<id>\0<target>") armed
+        # timer, and a heap of (due, case or directive id, task target or "", n, timer)
+        # whose stale entries are dropped when popped (the case's or task's timer moved)
         self.armed: dict[str, sla.Timer] = {}
-        self.heap: list[tuple[datetime, str, int, sla.Timer]] = []
+        self.heap: list[tuple[datetime, str, str, int, sla.Timer]] = []
         self.pushed = 0
         self.joined: dict[str, str] = {}  # own case id → the report key joined elsewhere
-        self.stopped: set[str] = set()  # cases with a command after ``until``
+        self.stopped: set[str] = set()  # cases (directives) with a command after ``until``
+        self.directives = Directives(world, recorded, keep_events, self.counts, self.rejected,
+                                     self._opening_world, self.opened_under, self._arm_task)
 
     def command(self, cmd: Command) -> None:
         kind = cmd.body.kind
-        if kind in GROUP_KINDS or kind in DIRECTIVE_KINDS:
+        if kind in GROUP_KINDS:
             self.skipped[kind] += 1
             return
-        if not self.recorded and kind == "expire":  # the candidate's clock fires its own
+        if not self.recorded and kind in ("expire", "directive_expire"):  # the clock fires
             self.skipped[kind] += 1
             return
         if cmd.at > self.until or cmd.case_id in self.stopped:
@@ -176,7 +190,10 @@ class _Replayer:
             return
         if not self.recorded:
             self.fire(cmd.at)
-        self.decide(cmd)
+        if kind in DIRECTIVE_KINDS:
+            self.directives.decide(cmd)
+        else:
+            self.decide(cmd)
 
     def _after_until(self, cmd: Command) -> None:
         """Not replayed: each case stays as it stood at ``until``, its history up to the first
@@ -187,16 +204,25 @@ class _Replayer:
         case_id = cmd.case_id
         if case_id in self.stopped:
             return
+        if cmd.body.kind in DIRECTIVE_KINDS:
+            if self.directives.changes(cmd):
+                self.stopped.add(case_id)
+            return
         d = decide(self.states.get(case_id), cmd, self.world)
         if isinstance(d, Accepted):
             self.stopped.add(case_id)
 
     def fire(self, now: datetime) -> None:
         """Every armed timer due at or before ``now``, in due order, as the ticker sends it
-        (engine/runtime/timers.py: an ``Expire`` naming the timer; ``at`` its instant)."""
+        (engine/runtime/timers.py: an ``Expire`` naming the timer, a ``DirectiveExpire`` for a
+        task's; ``at`` its instant)."""
         heap, armed = self.heap, self.armed
         while heap and heap[0][0] <= now:
-            _, case_id, _, t = heapq.heappop(heap)
+            _, case_id, target, _, t = heapq.heappop(heap)
+            if target:
+                if self.directives.armed(case_id, target) == t:
+                    self.directives.fire(case_id, t)
+                continue
             if armed.get(case_id) != t:
                 continue  # the case moved on: the writer would ignore this firing
             self.counts["fired"] += 1
@@ -274,7 +300,19 @@ class _Replayer:
             return
         self.armed[case_id] = t
         self.pushed += 1
-        heapq.heappush(self.heap, (t.at, case_id, self.pushed, t))
+        heapq.heappush(self.heap, (t.at, case_id, "", self.pushed, t))
+
+    def _arm_task(self, did: str, target: str, t: sla.Timer | None) -> None:
+        """A directive task's timer on the clock (a stale one is dropped when popped)."""
+        key = f"{did}\x00{target}"
+        if t == self.armed.get(key):
+            return
+        if t is None:
+            del self.armed[key]
+            return
+        self.armed[key] = t
+        self.pushed += 1
+        heapq.heappush(self.heap, (t.at, did, target, self.pushed, t))
 
     def _opening_world(self, digest: str) -> World:
         """The world as it was when a case opened under an older policy version."""
@@ -293,11 +331,12 @@ class _Replayer:
             self.fire(self.until)
         for s in self.states.values():
             fig.merge(self.tally.now, fig.now_counts(s))
-        c = self.counts
+        c, ds = self.counts, self.directives
         return Replayed(self.events, self.states, self.skipped, self.rejected,
                         duplicates=c["duplicates"], ignored=c["ignored"], bounced=c["bounced"],
                         fired=c["fired"], decided=c["decided"], after_until=c["after_until"],
-                        counts=self.tally)
+                        counts=self.tally, directives=ds.states, directive_events=ds.events,
+                        directive_reminders=ds.warned)
 
 
 def in_log_order(partitions: Mapping[int, Iterable[Command]]) -> Iterator[Command]:

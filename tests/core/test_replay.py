@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.core import Accepted, World, apply, decide, file_after, merge, react
+from engine.core import directive as dv
 from engine.core.decide import Bounce
 from engine.core.figures import Days, figures, stats, tally
 from engine.core.figures import merge as merge_counters
@@ -34,6 +35,7 @@ from engine.core.model import (
     Command,
     Complainant,
     DirectiveExpire,
+    DirectiveUpdate,
     Expire,
     GroupForget,
     GroupOpen,
@@ -42,9 +44,10 @@ from engine.core.model import (
     OpenCase,
 )
 from engine.core.replay import diverged, figures_of, in_log_order, level_of, replay, unit_figures
+from engine.core.replay_directives import directive_figures
 from engine.core.sla import next_timer
 from schemas.codec import encode
-from schemas.inbound import Directive
+from schemas.inbound import Directive, UnitUpdate
 from tests.support.helpers import (
     CITY,
     DISTRICT,
@@ -103,6 +106,9 @@ class Live:
         self.days: Days = {}
         self.now: dict[str, dict[str, int]] = {}
         self.outcomes: Counter[str] = Counter()
+        self.directives: dict[str, dv.DirectiveState] = {}
+        self.tasks: dict[tuple[str, str], dv.Task] = {}
+        self.directive_events: dict[str, list[dv.DirectiveEvent]] = {}
 
     def input(self, cmd: Command) -> None:
         """An input taken at ``cmd.at``: the ticker's firings due by then go first."""
@@ -119,17 +125,26 @@ class Live:
 
     def tick(self, now: datetime) -> None:
         """engine/runtime/timers.py: each armed timer whose instant + lag has come, in due
-        order (then case id, as the index sorts), as an ``Expire`` stamped with its firing."""
-        while due := [(t.at, cid, t) for cid, s in self.states.items()
-                      if (t := next_timer(s)) is not None and t.at + self.lag <= now]:
-            at, cid, t = min(due, key=lambda d: (d[0], d[1]))
-            self.write(Command(case_id=cid, at=at + self.lag,
-                               body=Expire(timer=t.kind, stage=t.stage, instant=at)))
+        order (then case or directive id and target, as the index sorts), as an ``Expire``
+        (a ``DirectiveExpire`` for a directive task's) stamped with its firing."""
+        while True:
+            due = [(t.at, cid, "", t) for cid, s in self.states.items()
+                   if (t := next_timer(s)) is not None and t.at + self.lag <= now]
+            due += [(t.at, did, target, t) for (did, target), task in self.tasks.items()
+                    if (t := dv.next_timer(task)) is not None and t.at + self.lag <= now]
+            if not due:
+                return
+            at, cid, target, t = min(due, key=lambda d: d[:3])
+            body: Expire | DirectiveExpire = (
+                DirectiveExpire(target=target, timer=t.kind, stage=t.stage, instant=at)
+                if target else Expire(timer=t.kind, stage=t.stage, instant=at))
+            self.write(Command(case_id=cid, at=at + self.lag, body=body))
 
     def write(self, cmd: Command) -> None:
         self.log.append(cmd)
         kind = cmd.body.kind
         if kind in DIRECTIVE_KINDS:
+            self.directive(cmd)
             return
         if kind in GROUP_KINDS:
             p = self.world.policy
@@ -168,6 +183,21 @@ class Live:
                                                         or before.state != "closed"):
             self.write(Command(case_id=after.group, at=cmd.at,
                                body=GroupForget(case_id=cmd.case_id)))
+
+
+    def directive(self, cmd: Command) -> None:
+        """engine/runtime/writer.py ``_directive``: the directive and the one task named."""
+        did = cmd.case_id
+        d = self.directives.get(did)
+        target = dv.target_of(cmd)
+        task = self.tasks.get((did, target)) if target is not None and d is not None else None
+        decision = dv.decide(d, task, cmd, self.world)
+        self.outcomes[type(decision).__name__] += 1
+        if isinstance(decision, dv.Changed):
+            self.directives[did] = decision.directive
+            for t in decision.tasks:
+                self.tasks[(did, t.target)] = t
+            self.directive_events.setdefault(did, []).extend(decision.events)
 
 
 def complaint(n: int, unit: str = STREET, category: str = "road_damage") -> OpenCase:
@@ -210,7 +240,7 @@ def story(world: World, lag: timedelta = timedelta(seconds=2)) -> Live:
         open_cmd("s1", source="sensed", category="waterlogging", at=m(6)),
         open_cmd("t1", location={"address": "某处"}, at=m(7)),  # triage at the city
         open_cmd("p1", unit=STREET, at=m(8)),  # suspended, resumed by hand
-        *directive_commands(m(9)),  # the directive aggregate: not replayed
+        *directive_commands(m(9)),  # to every district, none acks; a stale firing
         ack1,
         ack1,  # a client's retry: a duplicate
         upd("ack", "500104", cid(1), 21),  # neither the holder nor above it: rejected
@@ -281,10 +311,11 @@ def test_replay_with_the_recorded_firings_is_exact(live: Live) -> None:
     assert r.events == live.events
     assert r.states == live.states
     assert diverged(live.messages, r.events) == {}  # as zhida.case.events carries them
-    assert r.skipped == Counter({"group_open": 6, "group_forget": 3, "directive_issue": 1,
-                                 "directive_expire": 1})
+    assert r.directive_events == live.directive_events and r.directives == live.directives
+    assert r.skipped == Counter({"group_open": 6, "group_forget": 3})
     # the live run's forward after the bounce: opened at once here, a duplicate when read
-    assert r.duplicates == live.outcomes["Duplicate"] + 1 and r.ignored == 0
+    assert r.duplicates == live.outcomes["Duplicate"] + 1
+    assert r.ignored == live.outcomes["Ignored"] == 1  # the directive's stale firing
     assert r.bounced == 1 and r.rejected == Counter({"unauthorized": 1})
     assert r.fired == 0 and r.after_until == 0
 
@@ -294,8 +325,11 @@ def test_a_candidate_equal_to_the_live_policy_fires_as_a_prompt_ticker(world: Wo
     live = story(world, lag=timedelta(0))
     r = replay(live.log, world, recorded_firings=False, until=END)
     assert r.events == live.events
+    assert r.directive_events == live.directive_events and r.directives == live.directives
     expires = sum(c.body.kind == "expire" for c in live.log)
-    assert r.skipped["expire"] == expires and r.fired == expires
+    tasks = sum(c.body.kind == "directive_expire" for c in live.log)
+    assert r.skipped["expire"] == expires and r.skipped["directive_expire"] == tasks
+    assert r.fired == expires + tasks - 1  # the recorded stale firing is not the clock's
 
 
 def test_figures_per_unit_are_the_writers(live: Live) -> None:
@@ -336,8 +370,9 @@ def test_skipped_kinds_are_counted(world: World) -> None:
     late = upd("ack", STREET, "p1", 31 * 60)
     r = replay([*live.log, late], world, recorded_firings=False, until=END)
     expires = sum(c.body.kind == "expire" for c in live.log)
-    assert r.skipped == Counter({"group_open": 6, "group_forget": 3, "directive_issue": 1,
-                                 "directive_expire": 1, "expire": expires})
+    tasks = sum(c.body.kind == "directive_expire" for c in live.log)
+    assert r.skipped == Counter({"group_open": 6, "group_forget": 3, "expire": expires,
+                                 "directive_expire": tasks})
     assert r.after_until == 1
 
 
@@ -417,6 +452,79 @@ def test_a_candidate_moves_reminders_and_escalations_as_a_hand_count_says(
     exact = replay(live.log, base, recorded_firings=True, until=UNTIL)
     live_figures = unit_figures(exact.events, base, DAY1, DAY3, UNTIL, [CITY])[CITY]
     assert live_figures["reminders"] == 2 and live_figures["escalations"] == 3
+
+
+# ---- directives ----
+
+STREETS = (STREET, OTHER_STREET, "500103004", "500103005")
+
+
+def directive_ack(target: str, minutes: float) -> Command:
+    return Command(case_id="D2", at=m(minutes), body=DirectiveUpdate(
+        target=target, update=UnitUpdate(update_id=f"a-{target}", actor=target, action="ack",
+                                         directive_id="D2", at=m(minutes))))
+
+
+def directive_run(world: World) -> Live:
+    """The district directs four streets (ack within the policy's ack stage): one acks at
+    12 min, one at 40, one at 90 and one never; the clock stops at 7 h 30."""
+    d = Directive.model_validate({
+        "directive_id": "D2", "issuer": DISTRICT, "title": "防汛检查", "body": "立即排查",
+        "targets": {"units": list(STREETS)}, "ack_within": "PT1H", "issued_at": T0.isoformat()})
+    live = Live(world)
+    live.input(Command(case_id="D2", at=T0, body=IssueDirective(directive=d)))
+    for target, minutes in zip(STREETS, (12, 40, 90), strict=False):
+        live.input(directive_ack(target, minutes))
+    live.input(directive_ack(STREET, 100))  # a client's retry: a duplicate
+    live.tick(UNTIL)
+    return live
+
+
+def ladder(events: list[dv.DirectiveEvent]) -> list[tuple[int, str | None, str | None]]:
+    """The escalations: (whole minutes after T0, the target, the supervisor)."""
+    return [((e.at - T0) // timedelta(minutes=1), e.target, e.supervisor) for e in events
+            if e.type == "escalated"]
+
+
+def test_a_directive_replays_exactly_and_a_candidate_moves_its_ladder(tmp_path: Path) -> None:
+    """Live (the directive's ack within 1 h, reminder at half of it, supervision 3 h): the
+    streets acking at 40 and 90 and the silent one are reminded at 30; the one acking at 90
+    is supervised by the district at 60; the silent one at 60 (the district), 240 (the city)
+    and 420 (top). Stopped at 5 h: 3 reminders, 3 escalations. A candidate reminding at a
+    tenth (6 min) and supervising in 1 h: all four reminded; the silent one supervised at
+    60, 120 (the city) and 180 (top), the one acking at 90 at 60: 4 reminders, 4 escalations."""
+    for d in ("live", "candidate"):
+        (tmp_path / d).mkdir()
+    base = world_with(WHATIF.format(ack="PT1H"), tmp_path / "live")
+    candidate = world_with(WHATIF.format(ack="PT1H").replace("0.5", "0.1").replace(
+        'supervise = "PT3H"', 'supervise = "PT1H"'), tmp_path / "candidate")
+    live = directive_run(base)
+    events = [e for h in live.directive_events.values() for e in h]
+    assert sum(e.type == "warned" for e in events) == 3
+    assert ladder(events) == [(60, "500103004", DISTRICT), (60, "500103005", DISTRICT),
+                              (240, "500103005", CITY), (420, "500103005", None)]
+    exact = replay(live.log, base, recorded_firings=True, until=UNTIL)
+    assert exact.directive_events == live.directive_events
+    assert exact.directives == live.directives and exact.duplicates == 1
+    assert exact.skipped == Counter() and exact.directive_reminders == Counter({"D2": 3})
+    five = m(300)
+    units = [CITY, DISTRICT, STREET]
+    cut = replay(live.log, base, recorded_firings=True, until=five)
+    assert cut.after_until == 1  # the firing at 420 (top): after the cut, not replayed
+    got = directive_figures(cut.directives, base, units, cut.directive_reminders)
+    assert got[CITY] == got[DISTRICT] == {
+        "issued": 1, "tasks": 4, "acknowledged": 3, "ack_ratio": 0.75, "fully_acknowledged": 0,
+        "time_to_full_ack_seconds": None, "escalated": 3, "reminders": 3}
+    assert got[STREET]["issued"] == 0 and got[STREET]["ack_ratio"] is None
+    r = replay(live.log, candidate, recorded_firings=False, until=five)
+    assert r.skipped == Counter({"directive_expire": 7}) and r.fired == 8
+    cand = directive_figures(r.directives, base, units, r.directive_reminders)[CITY]
+    assert (cand["reminders"], cand["escalated"], cand["ack_ratio"]) == (4, 4, 0.75)
+    assert ladder(r.directive_events["D2"]) == [
+        (60, "500103004", DISTRICT), (60, "500103005", DISTRICT), (120, "500103005", CITY),
+        (180, "500103005", None)]
+    lean = replay(live.log, candidate, recorded_firings=False, until=five, keep_events=False)
+    assert lean.directive_events == {} and lean.directives == r.directives
 
 
 def test_a_candidate_that_keeps_a_case_open_takes_the_join_the_live_run_bounced(

@@ -16,11 +16,21 @@ import orjson
 import pytest
 
 from engine.core import Accepted, World, apply, decide
-from engine.core.model import CaseEvent, CaseState, Command, Expire, GroupOpen
+from engine.core.directive import DirectiveState
+from engine.core.model import (
+    CaseEvent,
+    CaseState,
+    Command,
+    DirectiveExpire,
+    DirectiveUpdate,
+    Expire,
+    GroupOpen,
+    IssueDirective,
+)
 from engine.core.sla import next_timer
 from engine.data.policy import Policy
-from engine.runtime.store import pack
-from engine.runtime.storekeys import event_key
+from engine.runtime.store import DIRECTIVE_IDS, dump, pack
+from engine.runtime.storekeys import directive_key, event_key
 from engine.tools.cli import main, parser
 from engine.tools.ops import replay_report as report
 from engine.tools.ops.common import OpsError
@@ -37,6 +47,7 @@ from engine.tools.ops.replay import (
     period,
 )
 from schemas.codec import encode
+from schemas.inbound import Directive, UnitUpdate
 from tests.support.helpers import CITY, DISTRICT, STREET, T0, open_cmd, update_cmd
 
 SHANGHAI = "Asia/Shanghai"
@@ -271,6 +282,94 @@ def test_a_case_without_live_events_is_said(world: World) -> None:
     assert o.live != o.candidate  # shown, never hidden
 
 
+def issue(did: str, at: datetime, targets: list[str]) -> Command:
+    d = Directive.model_validate({
+        "directive_id": did, "issuer": DISTRICT, "title": "检查", "body": "立即排查",
+        "targets": {"units": targets}, "ack_within": "PT1H", "issued_at": at.isoformat()})
+    return Command(case_id=did, at=at, body=IssueDirective(directive=d))
+
+
+def directive_ack(did: str, target: str, at: datetime) -> Command:
+    return Command(case_id=did, at=at, body=DirectiveUpdate(target=target, update=UnitUpdate(
+        update_id=f"{did}-{target}", actor=target, action="ack", directive_id=did, at=at)))
+
+
+def test_a_directive_issued_in_the_period_is_kept_with_every_later_command() -> None:
+    rec = Recorded(the_period())
+    log = [issue("D-before", T0 - timedelta(days=1), [STREET]), issue("D-in", T0, [STREET]),
+           directive_ack("D-in", STREET, T0), directive_ack("D-before", STREET, T0)]
+    for offset, cmd in enumerate(log):
+        rec.command(0, offset, cmd.case_id.encode(), encode(cmd))
+    assert rec.issued == {"D-in"} and rec.opened == set()
+    assert [(c.case_id, c.body.kind) for c in rec.commands[0]] == [
+        ("D-in", "directive_issue"), ("D-in", "directive_update")]
+
+
+def test_the_changelog_gives_each_directives_digest_and_drops_an_older_one(
+        world: World) -> None:
+    rec = Recorded(the_period())
+    for did, at in (("D-in", T0), ("D-old", T0 - timedelta(days=2))):
+        cmd = issue(did, T0, [STREET])
+        rec.command(0, 0, did.encode(), encode(cmd))
+        state = DirectiveState(directive_id=did, issuer=DISTRICT, title="t", issued_at=at,
+                               received_at=at, ack_due=at, policy=world.policy.digest,
+                               targets=1)
+        keys = {directive_key(d): d for d in ("D-in", "D-old")}
+        rec.changelog(directive_key(did), dump(state, DIRECTIVE_IDS), keys)
+    assert rec.ran_under == {"D-in": world.policy.digest, "D-old": world.policy.digest}
+    assert rec.drop_opened_before() == 1
+    assert rec.issued == {"D-in"} and [c.case_id for c in rec.commands[0]] == ["D-in"]
+
+
+def with_a_directive(world: World) -> Recorded:
+    """``recorded``, and the district directing two streets: one acks at 10 min, the other
+    never (reminded at 30 min, escalated to the district at 60: the recorded firings)."""
+    rec = recorded(world)
+    at = T0 + timedelta(minutes=30)
+    rec.commands[0] += [
+        issue("D1", T0, [STREET, "500103003"]),
+        directive_ack("D1", STREET, T0 + timedelta(minutes=10)),
+        Command(case_id="D1", at=at, body=DirectiveExpire(target="500103003", timer="warn",
+                                                           stage="ack", instant=at)),
+        Command(case_id="D1", at=T0 + timedelta(hours=1), body=DirectiveExpire(
+            target="500103003", timer="due", stage="ack", instant=T0 + timedelta(hours=1)))]
+    rec.commands[0].sort(key=lambda c: c.at)
+    rec.issued = {"D1"}
+    rec.ran_under["D1"] = world.policy.digest
+    return rec
+
+
+def test_directives_are_decided_again_in_both_columns(world: World) -> None:
+    """Live: one reminder, one escalation. A candidate supervising in 30 min: the district
+    (at 60 min) is late at 90 (the city supervises) and the city at 120 (top)."""
+    exact = decide_again(with_a_directive(world), world, None, [CITY, DISTRICT, STREET])
+    assert exact.candidate == exact.live and exact.notes == []
+    want = {"issued": 1, "tasks": 2, "acknowledged": 1, "ack_ratio": 0.5,
+            "fully_acknowledged": 0, "time_to_full_ack_seconds": None, "escalated": 1,
+            "reminders": 1}
+    assert exact.live[CITY]["directives"] == exact.live[DISTRICT]["directives"] == want
+    assert exact.live[STREET]["directives"]["issued"] == 0
+    faster = Policy.parse(POLICY.replace('supervise = "PT3H"', 'supervise = "PT30M"'))
+    o = decide_again(with_a_directive(world), world, faster, [CITY, DISTRICT])
+    assert o.live[DISTRICT]["directives"] == want and o.notes == []
+    assert o.candidate[DISTRICT]["directives"] == {**want, "escalated": 3}
+    units = report.shown_units(CITY, [DISTRICT], o.live, o.candidate)
+    doc = report.document(DAY, DAY + timedelta(days=1), o.live_digests, o.candidate_digest,
+                          units, o.live, o.candidate)
+    back = orjson.loads(report.dumps(doc))["units"][DISTRICT]
+    assert back["live"]["directives"] == want
+    assert back["candidate"]["directives"]["escalated"] == 3
+    lines = report.report_lines(doc, str)
+    block = lines[lines.index(next(line for line in lines if line.startswith(DISTRICT))):]
+    rows = {re.split(r"\s{2,}", line.strip())[0]: line.split()[-3:] for line in block[1:18]
+            if line.strip()}
+    assert "directives" in rows
+    assert rows["issued"] == ["1", "1", "0"]
+    assert rows["tasks acknowledged"] == ["50.0%", "50.0%", "0"]
+    assert rows["task reminders"] == ["1", "1", "0"]
+    assert rows["task escalations"] == ["1", "3", "+2"]
+
+
 # ---- the table and the JSON ----
 
 
@@ -339,7 +438,8 @@ def test_the_printout_holds_figures_only_and_is_inert() -> None:
     lines = report.report_lines(doc, lambda c: "城市\x1b[2J", ["note: x"])
     text = "\n".join(lines)
     assert "\x1b" not in text and "\\x1b[2J" in text
-    assert lines[0].startswith("Replay of the cases opened from 2026-11-23 to 2026-11-24")
+    assert lines[0].startswith("Replay of the cases opened and directives issued from "
+                            "2026-11-23 to 2026-11-24")
     assert "policy d2" in lines[0] and lines[-1] == "note: x"
 
 

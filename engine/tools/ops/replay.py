@@ -1,15 +1,23 @@
-"""``zhida replay``: the cases opened in a period, decided again offline by the pure core, live
-against candidate (CONTRACT.md "Replay and what-if", docs/replay.md).
+"""``zhida replay``: the cases opened and the directives issued in a period, decided again
+offline by the pure core, live against candidate (CONTRACT.md "Replay and what-if",
+docs/replay.md).
 
 What it reads, with plain consumers without a group (no commit, no topic created, nothing
 written, so it runs beside live workers), each from its start to its end as the run begins:
 
 - ``<prefix>case.commands``: the recorded inputs. A case belongs to the period when its
   ``OpenCase`` (forwarded by a merge group too) is stamped in ``[from, to)``, local days;
-  every later command of that case id is kept (updates, ratings, joins, expiries...).
+  every later command of that case id is kept (updates, ratings, joins, expiries...). A
+  directive likewise: its ``IssueDirective`` stamped in the period, and every later command
+  keyed by its id (acks, reports, its tasks' firings).
 - ``<prefix>case.events``: those cases' live events, the "live" column's recount.
-- ``<app_id>-cases-changelog``: every policy version the engine decided under (``p:<digest>``)
-  and the digest each case was opened under (its first history record, ``h:<case>:000001``).
+- ``<app_id>-cases-changelog``: every policy version the engine decided under (``p:<digest>``),
+  the digest each case was opened under (its first history record, ``h:<case>:000001``) and
+  each directive was issued under (its state record ``d:<directive>``).
+
+The live column of the directive figures is recounted from the directive commands replayed
+with the recorded firings (exact, tested against the writer's own run in
+tests/core/test_replay.py), not read from ``zhida.directive.events``.
 
 Then ``engine.core.replay.replay`` decides the commands again: without ``--policy`` with
 the recorded firings, each case under the version it ran under (exact: candidate == live);
@@ -32,14 +40,15 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from engine.core.figures import as_event
-from engine.core.model import CaseEvent, Command
+from engine.core.model import DIRECTIVE_KINDS, CaseEvent, Command
 from engine.core.world import World, calendars_for
 from engine.data.policy import Policy, PolicyError
 from engine.runtime.store import unpack
-from engine.runtime.storekeys import event_key
+from engine.runtime.storekeys import directive_key, event_key
 from engine.tools.ops.common import EXIT_NOT_FOUND, EXIT_USAGE, OpsError, shown
 
 OPEN_MARK = b'"kind":"open"'  # in an OpenCase, and in the JoinCase/GroupOpen that carry one
+ISSUE_MARK = b'"kind":"directive_issue"'  # in an IssueDirective
 POLICY_PREFIX = b"p:"
 PROGRESS_EVERY = 2.0  # seconds between progress lines on stderr
 IDLE_LIMIT = 10.0  # seconds with no record before a read short of its end gives up
@@ -124,11 +133,13 @@ class Recorded:
 
     period: Period
     opened: set[str] = field(default_factory=set)
+    issued: set[str] = field(default_factory=set)  # directives issued in the period
     # each partition's kept commands in offset order (a case's all on its one partition)
     commands: dict[int, list[Command]] = field(default_factory=dict)
     events: dict[str, list[CaseEvent]] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)  # every version, by digest
-    ran_under: dict[str, str] = field(default_factory=dict)  # case → digest
+    ran_under: dict[str, str] = field(default_factory=dict)  # case (directive) → digest
+    issued_before: set[str] = field(default_factory=set)  # directives received before
     first: dict[int, tuple[int, datetime | None]] = field(default_factory=dict)
     unreadable: int = 0  # values on case.commands that are not a Command (dead-lettered)
 
@@ -136,23 +147,26 @@ class Recorded:
 
     def command(self, partition: int, offset: int, key: bytes | None, value: bytes | None
                 ) -> None:
-        """Keep a record of case.commands if it opens a case in the period or follows one.
+        """Keep a record of case.commands if it opens a case (issues a directive) in the
+        period or follows one.
 
         Most records are passed over without decoding: a case's commands are keyed by its
         id and come after its ``OpenCase`` on the same partition, so a record is decoded only
-        when its key is a kept case or it may carry an ``OpenCase``."""
+        when its key is a kept case or it may carry an ``OpenCase`` (a directive's alike)."""
         if value is None:
             return
         k = key.decode("utf-8", "replace") if key is not None else None
-        if k not in self.opened and OPEN_MARK not in value:
+        if (k not in self.opened and k not in self.issued and OPEN_MARK not in value
+                and ISSUE_MARK not in value):
             return
         try:
             raw = orjson.loads(value)
             case_id, kind = raw["case_id"], raw["body"]["kind"]
-            if case_id not in self.opened:
-                if kind != "open" or not self.period.opens(datetime.fromisoformat(raw["at"])):
+            if case_id not in self.opened and case_id not in self.issued:
+                kept = {"open": self.opened, "directive_issue": self.issued}.get(kind)
+                if kept is None or not self.period.opens(datetime.fromisoformat(raw["at"])):
                     return
-                self.opened.add(case_id)
+                kept.add(case_id)
             cmd = Command.model_validate(raw)
         except (ValueError, KeyError, TypeError):  # the writer dead-lettered it live too
             self.unreadable += 1
@@ -186,7 +200,8 @@ class Recorded:
 
     def changelog(self, key: bytes | None, value: bytes | None, first_keys: dict[bytes, str]
                   ) -> None:
-        """A policy version (``p:``), or a kept case's first history record (its digest)."""
+        """A policy version (``p:``), a kept case's first history record or a kept
+        directive's state record (its digest)."""
         if key is None or value is None:
             return
         if key.startswith(POLICY_PREFIX):
@@ -197,17 +212,28 @@ class Recorded:
             self.policies[policy.digest] = policy
         elif key in first_keys:
             try:
-                digest = unpack(value)[0].get("policy")
+                record = unpack(value)
+                record = record if isinstance(record, dict) else record[0]
+                digest = record.get("policy")
+                received = record.get("received_at")
             except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                 return
             if digest:
                 self.ran_under[first_keys[key]] = digest
+            if isinstance(received, str) and key.startswith(b"d:"):
+                try:
+                    if datetime.fromisoformat(received) < self.period.since:
+                        self.issued_before.add(first_keys[key])
+                except ValueError:
+                    return
 
     def drop_opened_before(self) -> int:
         """Cases whose live ``created`` came before the period (an ``OpenCase`` in it was a
         repeat of an older case's): not the period's. Returns how many were dropped."""
         early = {c for c, evs in self.events.items()
                  if any(e.seq == 1 and e.at < self.period.since for e in evs)}
+        early |= self.issued_before & self.issued  # a directive's repeated issue alike
+        self.issued -= early
         if early:
             self.opened -= early
             self.commands = {p: [c for c in cmds if c.case_id not in early]
@@ -313,10 +339,14 @@ async def read_recorded(bootstrap: str, prefix: str, app_id: str, p: Period, tim
         progress.say(f"{dropped} case(s) opened before {p.start} had a repeated open "
                      "command in the period: left out")
     first_keys = {event_key(c, 1): c for c in rec.opened}
+    first_keys.update((directive_key(d), d) for d in rec.issued)
     if md.partitions_for_topic(changelog):
         await _read(bootstrap, changelog, md, timeout, auth, progress,
                     lambda _p, m, _s: rec.changelog(m.key, m.value, first_keys))
-    elif rec.opened:
+        if rec.drop_opened_before():
+            progress.say("directive(s) issued before the period had a repeated issue "
+                         "command in it: left out")
+    elif rec.opened or rec.issued:
         raise OpsError(f"replay: the engine's changelog {changelog} is not on the brokers at "
                        f"{bootstrap}: the policy versions are kept there (ZHIDA_APP_ID?)",
                        EXIT_NOT_FOUND)
@@ -416,10 +446,9 @@ class Outcome:
     seconds: float
 
 
-# kinds the replay leaves out by design: merge groups and directives (their forwards are on
-# the log on the case's own key), and in a what-if the recorded firings (its clock fires)
-EXPECTED_SKIPS = frozenset({"expire", "group_open", "group_forget", "directive_issue",
-                            "directive_update", "directive_expire"})
+# kinds the replay leaves out by design: merge groups (their forwards are on the log on the
+# case's own key), and in a what-if the recorded firings (its clock fires)
+EXPECTED_SKIPS = frozenset({"expire", "group_open", "group_forget", "directive_expire"})
 
 
 def decide_again(rec: Recorded, base: World, candidate: Policy | None, units: list[str]
@@ -431,6 +460,7 @@ def decide_again(rec: Recorded, base: World, candidate: Policy | None, units: li
     histories are compared case by case and any difference is said. What-if: the candidate
     in force for every case, its timers fired by the replay's clock."""
     from engine.core import replay as core
+    from engine.core.replay_directives import directive_figures
 
     p, notes = rec.period, []
     commands = rec.ordered()
@@ -468,6 +498,14 @@ def decide_again(rec: Recorded, base: World, candidate: Policy | None, units: li
                          "behind, or inputs it has not decided yet)")
     live = core.unit_figures(rec.events, base, p.start, p.last_day, p.until, units)
     cand = core.unit_figures(out.events, world, p.start, p.last_day, p.until, units)
+    recorded = out if candidate is None else core.replay(
+        [c for c in commands if c.body.kind in DIRECTIVE_KINDS],
+        live_world(base, rec.policies), recorded_firings=True, until=p.until,
+        opened_under=opened_under, keep_events=False)
+    for column, r in ((live, recorded), (cand, out)):
+        for u, f in directive_figures(r.directives, base, units,
+                                      r.directive_reminders).items():
+            column[u]["directives"] = f
     digests = sorted({d for c, d in rec.ran_under.items() if c in rec.opened})
     return Outcome(live, cand, digests, candidate.digest if candidate else None, notes,
                    out.decided, out.fired, seconds)
@@ -492,8 +530,9 @@ def run(reader: Coroutine[Any, Any, Recorded], base: World, candidate: Policy | 
     out = out or sys.stdout
     progress = progress or Progress()
     rec = asyncio.run(reader)
-    progress.say(f"{rec.count():,} commands of {len(rec.opened):,} cases opened in the "
-                 f"period, {sum(len(v) for v in rec.events.values()):,} live events, "
+    progress.say(f"{rec.count():,} commands of {len(rec.opened):,} cases opened and "
+                 f"{len(rec.issued):,} directives issued in the period, "
+                 f"{sum(len(v) for v in rec.events.values()):,} live events, "
                  f"{len(rec.policies)} policy version(s); deciding again")
     topology = base.topology
     children = list(topology.children(unit))

@@ -29,7 +29,7 @@ class Row:
     a rate (shown in %, its difference in percentage points) or a count."""
 
     label: str
-    read: Callable[[Figures], Any]
+    read: Callable[[Figures], Any] | None  # None: a group's heading, no values
     rate: bool = False
 
 
@@ -39,6 +39,11 @@ def _level(level: str) -> Callable[[Figures], Any]:
 
 def _field(name: str) -> Callable[[Figures], Any]:
     return lambda f: f.get(name)
+
+
+def _directive(name: str) -> Callable[[Figures], Any]:
+    """A figure of the directives the unit (or a unit below it) issued: None without them."""
+    return lambda f: (f.get("directives") or {}).get(name)
 
 
 ROWS: tuple[Row, ...] = (
@@ -53,12 +58,18 @@ ROWS: tuple[Row, ...] = (
     Row("  top", _level("top")),
     Row("closed unrated", _field("closed_unrated")),
     Row("reopened", _field("reopened")),
+    Row("directives", None),
+    Row("  issued", _directive("issued")),
+    Row("  tasks acknowledged", _directive("ack_ratio"), rate=True),
+    Row("  task reminders", _directive("reminders")),
+    Row("  task escalations", _directive("escalated")),
 )
 
 
 def has_cases(live: Figures, candidate: Figures) -> bool:
     """A child is shown when either column counted anything for it."""
-    return any(row.read(f) for row in ROWS if not row.rate for f in (live, candidate))
+    return any(row.read(f) for row in ROWS if row.read is not None and not row.rate
+               for f in (live, candidate))
 
 
 def shown_units(unit: str, children: Iterable[str], live: Mapping[str, Figures],
@@ -111,6 +122,9 @@ def unit_lines(code: str, name: str, live: Figures, candidate: Figures) -> list[
     head = f"{shown(code)} {shown(name)}" if name and name != code else shown(code)
     rows = [(head, "live", "candidate", "difference")]
     for row in ROWS:
+        if row.read is None:
+            rows.append(("  " + row.label, "", "", ""))
+            continue
         a, b = row.read(live), row.read(candidate)
         rows.append(("  " + row.label, _value(a, row.rate), _value(b, row.rate),
                      _difference(a, b, row.rate)))
@@ -182,7 +196,8 @@ def report_lines(doc: Mapping[str, Any], name: Callable[[str], str],
     digests = ", ".join(shown(d) for d in policy["live"]) or "none"
     candidate = ("the recorded deadline firings (exact replay)" if policy["candidate"] == "live"
                  else f"policy {shown(policy['candidate'])}")
-    lines = [f"Replay of the cases opened from {doc['from']} to {doc['to']} (end exclusive): "
+    lines = [f"Replay of the cases opened and directives issued from {doc['from']} to "
+             f"{doc['to']} (end exclusive): "
              f"live (policy {digests}) against {candidate}.", ""]
     for u in units:
         lines += unit_lines(u, name(u), live[u], cand[u])
