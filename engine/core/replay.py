@@ -19,8 +19,9 @@ are decided where they are on the log, so the events equal the live ones. With a
 they are dropped (``DirectiveExpire`` too) and a simulated ticker fires each case's one armed
 timer (``sla.next_timer``) and each directive task's (``directive.next_timer``) at its due
 instant, in due order (then case or directive id and target, as the timer index sorts),
-before any input at or after that instant, and at the end every timer due up to ``until``. Unit actions stay
-as recorded whatever the candidate says: one its state refuses is counted in ``rejected``.
+before any input at or after that instant, and at the end every timer due up to ``until``.
+Unit actions stay as recorded whatever the candidate says: one its state refuses is counted in
+``rejected``.
 """
 
 from __future__ import annotations
