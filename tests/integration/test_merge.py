@@ -89,9 +89,14 @@ async def test_three_complaints_one_case_three_complainants_notified(
     assert [e["complainants"] for e in ev if e["type"] == "merged"] == [2, 3]
     for other in set(own) - {case_id}:  # no case of their own
         assert not out.where(NAMES.case_events, case_id=other)
-    orders = {r.value["order_id"] for r in out.records
-              if r.topic.startswith(NAMES.prefix + "dispatch.")
-              and r.value.get("case_id") == case_id}
+
+    def orders_of() -> set[str]:
+        return {r.value["order_id"] for r in out.records
+                if r.topic.startswith(NAMES.prefix + "dispatch.")
+                and r.value.get("case_id") == case_id}
+
+    # the order may be read after the events: the collector fetches every topic on its own
+    orders = await out.wait_for(orders_of, timeout=10)
     assert len(orders) == 1
     for action in ("ack", "resolve"):
         await out.send(NAMES.unit_updates, {

@@ -3,12 +3,16 @@ restart against a new broker is tests/integration/test_stale_state.py)."""
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import rocksdict
 from faust.types import TP
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from engine.runtime import logs
 from engine.runtime.kafka.recovery import discard_dir, move_partition_store, stale_partitions
 
 A, B, C, D = (TP("zhida-cases-changelog", p) for p in range(4))
@@ -27,6 +31,18 @@ def test_each_discard_gets_its_own_folder(tmp_path: Path) -> None:
     first, second = discard_dir(tmp_path, now), discard_dir(tmp_path, now)
     assert first != second and first.is_dir() and second.is_dir()
     assert first.name.startswith("discarded-20261207T200000")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(datetime(2020, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)))
+@example(datetime(2026, 12, 8, 1, 33, 57, 681755, tzinfo=UTC))
+def test_the_folder_name_is_logged_as_it_is(now: datetime) -> None:
+    """No instant makes the folder's name look like a phone number to the log masking: with
+    its microseconds, 01:33:57.681755 (13357681755) was logged masked, found by a clean-clone
+    run at that time."""
+    with tempfile.TemporaryDirectory() as d:
+        where = discard_dir(Path(d), now)
+        assert logs.mask_text(where.name) == where.name
 
 
 class _Store:

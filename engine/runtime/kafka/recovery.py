@@ -204,8 +204,11 @@ def stale_partitions(local: Mapping[TP, int | None], highwaters: Mapping[TP, int
 
 
 def discard_dir(data_dir: Path, now: datetime | None = None) -> Path:
-    """``<data dir>/discarded-<UTC time>/``, new for each discard (a suffix if it exists)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    """``<data dir>/discarded-<UTC time>/``, new for each discard (a suffix if it exists).
+
+    To the second, no run of 7+ digits after the date: the logs mask such runs as phone
+    numbers (``T013357681755Z`` with its microseconds was logged as ``T0*******1755Z``)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     path = data_dir / f"discarded-{stamp}"
     n = 1
     while path.exists():
