@@ -132,8 +132,8 @@ async def run(args: argparse.Namespace) -> int:
     data = {"date": started.isoformat(), "duration_s": round(time.perf_counter() - t0),
             "machine": machine(), "argv": sys.argv[1:], "partitions": args.partitions,
             "rate": args.rate, "kills": args.kills, "phases": phases, "left": left,
-            "assignor": assignor, "session": DEFAULT_SESSION, "rebalance": DEFAULT_REBALANCE,
-            "workdir": str(workdir)}
+            "assignor": assignor, "session": DEFAULT_SESSION, "rebalance": DEFAULT_REBALANCE}
+    # no workdir in the figures: a path on this machine (the results file lives there)
     keep_results(workdir, data, left)
     write_page(args.out, render(data))
     return 0 if all(p["ok"] for p in phases) and not left else 1

@@ -48,6 +48,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from engine.core.ids import case_id_for
 from engine.tools.broker import EmbeddedBroker, free_port
 from tests.support.broker import NAMES, TOPO, Collector, Worker, collecting, own_broker
+from tests.support.helpers import POLL_PROCESS
 
 pytestmark = pytest.mark.integration
 
@@ -201,19 +202,20 @@ def stats(worker: Worker, unit: str, day: str) -> dict[str, Any]:
     return {k: data[k] for k in STATS}
 
 
-async def settled(worker: Worker, day: str, timeout: float = 20.0
+async def settled(worker: Worker, day: str, timeout: float = 20.0, quiet: float = 1.0
                   ) -> dict[str, dict[str, Any]]:
-    """The worker's figures for the units of the scenario once two reads a second apart
-    agree (the scenario has waited for every event its cases end with)."""
+    """The worker's figures for the units of the scenario once they have stayed the same for
+    ``quiet`` seconds of polling (the scenario has waited for every event its cases end with)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    last = None
+    last, since = None, loop.time()
     while loop.time() < deadline:
         now = {u: stats(worker, u, day) for u in (CITY, DISTRICT, OTHER)}
-        if now == last:
+        if now != last:
+            last, since = now, loop.time()
+        elif loop.time() - since >= quiet:
             return now
-        last = now
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(POLL_PROCESS)
     raise TimeoutError("the worker's figures did not settle")
 
 
