@@ -28,7 +28,6 @@ Waiting is batched: two round trips per batch, not per command.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +65,7 @@ from engine.core.model import (
     OpenCase,
 )
 from engine.data.policy import Policy
-from engine.runtime import deadletter, latest, logs
+from engine.runtime import delivery, latest, logs
 from engine.runtime.app import Engine, Record
 from engine.runtime.kafka.guard import ContiguityGuard
 from engine.runtime.store import (
@@ -95,8 +94,6 @@ from schemas.codec import encode
 
 log = logs.get("zhida.writer")
 
-RETRY_FIRST = 0.2
-RETRY_MAX = 5.0
 
 
 @dataclass
@@ -513,8 +510,8 @@ class CaseWriter:
             batch.put(batch.derived, p, key, pack(rec))
         changelog = self.store.table.changelog_topic.get_topic_name()
         phase1 = [*batch.outputs, *_changelog_records(changelog, batch.derived)]
-        ends1 = await self._deliver(phase1)
-        ends2 = await self._deliver(_changelog_records(changelog, batch.states))
+        ends1 = await delivery.deliver(self.engine, phase1)
+        ends2 = await delivery.deliver(self.engine, _changelog_records(changelog, batch.states))
         for p in set(batch.derived) | set(batch.states):
             items = [*batch.derived.get(p, {}).items(), *batch.states.get(p, {}).items()]
             end = max((e for e in (ends1.get((changelog, p)), ends2.get((changelog, p)))
@@ -543,87 +540,6 @@ class CaseWriter:
             for state, n in m.counts.items():
                 totals[state] = totals.get(state, 0) + n
         return totals
-
-    async def _deliver(self, records: list[Record]) -> dict[tuple[str, int], int]:
-        """Produce and wait for every record; retry the lot until the brokers take it.
-
-        Returns the highest offset written per (topic, partition). Resending is safe: every
-        record is deterministic, so a retry at worst duplicates with the same ids.
-
-        A dead letter the brokers refuse for good (too large for the topic, no ACL: bounded
-        letters cannot be too large for the producer) is logged ``deadletter_failed`` and
-        counted once, and ``/readyz`` reports the writer stopped (engine/runtime/deadletter.py): a
-        batch spans partitions and is written whole, so the writer cannot skip the letter nor
-        pause one partition; it keeps retrying slowly, the commands stay uncommitted, and it
-        goes on by itself once the cause is fixed.
-        """
-        if not records:
-            return {}
-        engine = self.engine
-        delay = RETRY_FIRST
-        stopped = False
-        while True:
-            done, failed = await self._produce(records)
-            if not failed:
-                if stopped:
-                    engine.letter_stops.clear(_WRITER_STOP)
-                    log.info("deadletter_sent_after_failure", records=len(records))
-                ends: dict[tuple[str, int], int] = {}
-                for md in done:
-                    key = (md.topic, md.partition)
-                    ends[key] = max(ends.get(key, -1), md.offset)
-                return ends
-            error = failed[0][1]
-            engine.metrics.produce_retries.inc()
-            log.warning("produce_retry", records=len(records), failed=len(failed),
-                        error=repr(error)[:300], retry_in=delay)
-            letters = [(r, e) for r, e in failed
-                       if r.topic == engine.names.deadletter and not deadletter.retriable(e)]
-            if letters and not stopped:
-                stopped = True
-                self._letters_failed(letters)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
-
-    async def _produce(self, records: list[Record]
-                       ) -> tuple[list[Any], list[tuple[Record, BaseException]]]:
-        """Send every record and wait: (metadata of each, []) or ([], the records that
-        failed with their errors); a record the producer refuses at once ends the round."""
-        producer = self.engine.app.producer
-        futures = []
-        for r in records:
-            try:
-                futures.append(await producer.send(r.topic, r.key, r.value, r.partition, None,
-                                                   r.headers))
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                return [], [(r, e)]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        failed = [(r, x) for r, x in zip(records, results, strict=True)
-                  if isinstance(x, BaseException)]
-        return ([], failed) if failed else (results, [])
-
-    def _letters_failed(self, letters: list[tuple[Record, BaseException]]) -> None:
-        """Log and count dead letters refused for good, once per stuck batch."""
-        engine = self.engine
-        where = ""
-        for r, e in letters:
-            engine.metrics.deadletter_failures.labels("case_commands").inc()
-            try:  # where the input was, from the letter (never its content)
-                body = orjson.loads(r.value or b"{}")
-            except orjson.JSONDecodeError:
-                body = {}
-            where = f"{body.get('source_topic')}[{body.get('partition')}]@{body.get('offset')}"
-            log.error("deadletter_failed", consumer="case_commands", reason=body.get("reason"),
-                      topic=body.get("source_topic"), partition=body.get("partition"),
-                      offset=body.get("offset"), error=deadletter.error_name(e),
-                      message=repr(e)[:300], stopped="case_commands (every partition)")
-        engine.letter_stops.set(_WRITER_STOP, deadletter.Stop(
-            "case_commands", where, deadletter.error_name(letters[0][1]), None))
-
-
-_WRITER_STOP = ("case_commands", None)  # the writer's entry in ``Engine.letter_stops``
 
 
 def _changelog_records(topic: str, phase: dict[int, dict[bytes, bytes | None]]

@@ -292,9 +292,9 @@ def test_readyz_says_which_input_stopped_a_consumer() -> None:
 
 async def test_the_writer_reports_a_refused_letter_and_goes_on_once_it_is_taken(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.runtime import writer as writer_module
+    from engine.runtime import delivery
 
-    monkeypatch.setattr(writer_module, "RETRY_FIRST", 0.001)
+    monkeypatch.setattr(delivery, "RETRY_FIRST", 0.001)
     letter = engine.dead_letter_record("schema", "bad", topic="zhida.case.commands",
                                        partition=1, offset=5, key=b"c", value=b"{}", at=AT)
     stops = Stops()
@@ -314,12 +314,11 @@ async def test_the_writer_reports_a_refused_letter_and_goes_on_once_it_is_taken(
         return future
 
     app.producer = types.SimpleNamespace(send=send)
-    writer = writer_module.CaseWriter.__new__(writer_module.CaseWriter)
-    writer.engine = types.SimpleNamespace(app=app, metrics=engine.metrics,
-                                          names=engine.names, letter_stops=stops)
+    fake = types.SimpleNamespace(app=app, metrics=engine.metrics, names=engine.names,
+                                 letter_stops=stops)
     failures = engine.metrics.deadletter_failures.labels("case_commands")
     before = failures._value.get()
-    ends = await writer._deliver([Record("zhida.case.events", b"c", b"{}"), letter])
+    ends = await delivery.deliver(fake, [Record("zhida.case.events", b"c", b"{}"), letter])
     assert ends == {("zhida.case.events", 0): 3}
     assert failures._value.get() == before + 1
     assert seen == [[], [], ["zhida.case.commands[1]@5"], ["zhida.case.commands[1]@5"]]
