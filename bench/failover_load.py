@@ -40,7 +40,7 @@ def open_commands(names: TopicNames, msgs: list[tuple[bytes, bytes]]
     for key, value in msgs:
         origin = Origin(topic=names.complaints, key=key.decode(), original=value.decode())
         cmd = complaint_command(_catalogue(), value, origin, now)
-        out.append((cmd.case_id.encode(), encode(cmd)))
+        out.append((cmd.aggregate.encode(), encode(cmd)))
     return out
 
 

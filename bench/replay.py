@@ -94,7 +94,7 @@ def month(world: World, scale: float, seed: int) -> tuple[list[Command], Counter
         category = rnd.choice(categories)
         location = {"unit": rnd.choice(streets)}
         holder = route(topo, category, location).unit
-        out.append(Command(case_id=case_id, at=at, body=OpenCase(
+        out.append(Command(aggregate=case_id, at=at, body=OpenCase(
             source="complaint", key=f"b-{i}", category=category.code,
             priority=category.priority, location=location, summary="路面塌陷",
             reported_at=at, complainant=COMPLAINANT)))
@@ -124,7 +124,7 @@ def month(world: World, scale: float, seed: int) -> tuple[list[Command], Counter
                 rating = name
                 break
             x -= p
-        out.append(Command(case_id=case_id, at=at, body=ApplyRating(feedback=CitizenFeedback(
+        out.append(Command(aggregate=case_id, at=at, body=ApplyRating(feedback=CitizenFeedback(
             feedback_id=f"f{i}", case_id=case_id, rating=rating, at=at))))
         kinds["rate"] += 1
     out.sort(key=lambda c: c.at)
@@ -133,7 +133,7 @@ def month(world: World, scale: float, seed: int) -> tuple[list[Command], Counter
 
 def _update(case_id: str, actor: str, action: str, at: datetime, uid: str, **more: Any
             ) -> Command:
-    return Command(case_id=case_id, at=at, body=ApplyUpdate(update=UnitUpdate(
+    return Command(aggregate=case_id, at=at, body=ApplyUpdate(update=UnitUpdate(
         update_id=uid, actor=actor, action=action, at=at, case_id=case_id, **more)))
 
 

@@ -139,7 +139,7 @@ def as_commands(ctx: Ctx, w: ScaleWorker, msgs: list[tuple[bytes, bytes]]
     for key, value in msgs:
         origin = Origin(topic=w.names.complaints, key=key.decode(), original=value.decode())
         cmd = complaint_command(catalogue, value, origin, now)
-        out.append((cmd.case_id.encode(), encode(cmd)))
+        out.append((cmd.aggregate.encode(), encode(cmd)))
     return out
 
 

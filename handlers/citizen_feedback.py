@@ -13,7 +13,7 @@ from schemas.inbound import CitizenFeedback
 
 def to_command(raw: bytes | None, origin: Origin, now: datetime) -> Command:
     f = decode(CitizenFeedback, raw)
-    return Command(case_id=f.case_id, at=now, body=ApplyRating(feedback=f), origin=origin)
+    return Command(aggregate=f.case_id, at=now, body=ApplyRating(feedback=f), origin=origin)
 
 
 def register(engine: Engine) -> None:

@@ -25,7 +25,7 @@ def to_command(catalogue: Catalogue, raw: bytes | None, origin: Origin, now: dat
         complainant=Complainant(complaint_id=c.complaint_id, channel=c.channel,
                                 citizen=c.citizen),
     )
-    return Command(case_id=case_id_for("complaint", c.complaint_id), at=now, body=body,
+    return Command(aggregate=case_id_for("complaint", c.complaint_id), at=now, body=body,
                    origin=origin)
 
 

@@ -18,7 +18,7 @@ from schemas.inbound import Directive
 
 def to_command(raw: bytes | None, origin: Origin, now: datetime) -> Command:
     d = decode(Directive, raw)
-    return Command(case_id=d.directive_id, at=now, body=IssueDirective(directive=d),
+    return Command(aggregate=d.directive_id, at=now, body=IssueDirective(directive=d),
                    origin=origin)
 
 

@@ -33,7 +33,7 @@ def to_command(catalogue: Catalogue, raw: bytes | None, origin: Origin, now: dat
         location=a.location.model_dump(), summary=f"{name} [{a.severity}] {a.sensor_id}{reading}",
         reported_at=a.observed_at, sensor_id=a.sensor_id, severity=a.severity,
     )
-    return Command(case_id=case_id_for("sensed", a.event_id), at=now, body=body, origin=origin)
+    return Command(aggregate=case_id_for("sensed", a.event_id), at=now, body=body, origin=origin)
 
 
 def register(engine: Engine) -> None:

@@ -21,10 +21,10 @@ def to_command(raw: bytes | None, origin: Origin, now: datetime) -> Command:
         target = (u.model_extra or {}).get("target", u.actor)
         if not isinstance(target, str) or not target:
             raise Refused("schema", "target, when given, must be a unit code")
-        return Command(case_id=u.directive_id, at=now,
+        return Command(aggregate=u.directive_id, at=now,
                        body=DirectiveUpdate(update=u, target=target), origin=origin)
     assert u.case_id is not None  # the schema requires exactly one of the two ids
-    return Command(case_id=u.case_id, at=now, body=ApplyUpdate(update=u), origin=origin)
+    return Command(aggregate=u.case_id, at=now, body=ApplyUpdate(update=u), origin=origin)
 
 
 def register(engine: Engine) -> None:

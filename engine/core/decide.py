@@ -78,7 +78,7 @@ def decide(state: CaseState | None, cmd: Command, world: World) -> Decision:
     if isinstance(body, JoinCase) and (state is None or state.state == "closed"):
         return Bounce(merge.bounce(cmd))  # the report opens its own case: nothing lost
     if state is None:
-        return Rejected("unknown_case", f"case {cmd.case_id} does not exist")
+        return Rejected("unknown_case", f"case {cmd.aggregate} does not exist")
     if cmd.key in state.applied or (isinstance(body, JoinCase) and cmd.key in state.joins):
         return Duplicate(cmd.key)
     if isinstance(body, ApplyUpdate):
@@ -159,7 +159,7 @@ def _open(cmd: Command, body: OpenCase, world: World) -> Decision:
                           world.policy.border_distance_m)
     except UnknownUnit as e:
         return Rejected("unknown_unit", f"location unit {e.args[0]!r} is not in the topology")
-    ev = _Events(cmd.case_id, None, cmd.at)
+    ev = _Events(cmd.aggregate, None, cmd.at)
     digest = world.policy.digest  # frozen on the case: a new policy file applies to new cases
     where = {"boundary": True} if placement.boundary else {}
     ev.add("created", "received", placement.unit, opened=body, policy=digest,

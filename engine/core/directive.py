@@ -161,7 +161,7 @@ def decide(d: DirectiveState | None, task: Task | None, cmd: Command, world: Wor
             return Duplicate(cmd.key)
         return _issue(cmd, body.directive, world)
     if d is None:
-        return Rejected("unknown_case", f"directive {cmd.case_id} does not exist")
+        return Rejected("unknown_case", f"directive {cmd.aggregate} does not exist")
     if isinstance(body, DirectiveUpdate):
         return _update(d, task, cmd, body, world)
     assert isinstance(body, DirectiveExpire)

@@ -131,7 +131,7 @@ def route(group: GroupState | None, cmd: Command, window: timedelta, radius_m: f
     """Join the most recent matching candidate, or open the report's own case; None: a
     repeated ``GroupForget`` with nothing left to do."""
     body = cmd.body
-    g = group or GroupState(key=cmd.case_id)
+    g = group or GroupState(key=cmd.aggregate)
     if isinstance(body, GroupForget):
         kept = tuple(c for c in g.candidates if c.case_id != body.case_id)
         if len(kept) == len(g.candidates):
@@ -168,19 +168,19 @@ def _to(cmd: Command, case_id: str, own: str, report: OpenCase) -> Command:
     """The report to ``case_id``: its own case opens, another is joined."""
     if case_id == own:
         return _open(cmd, own, report)
-    return Command(case_id=case_id, at=cmd.at, origin=cmd.origin,
+    return Command(aggregate=case_id, at=cmd.at, origin=cmd.origin,
                    body=JoinCase(open=report, own_case_id=own))
 
 
 def _open(cmd: Command, case_id: str, report: OpenCase) -> Command:
-    return Command(case_id=case_id, at=cmd.at, body=report, origin=cmd.origin)
+    return Command(aggregate=case_id, at=cmd.at, body=report, origin=cmd.origin)
 
 
 def bounce(cmd: Command) -> Command:
     """A join that found its case closed (or never opened): the report opens its own case."""
     body = cmd.body
     assert isinstance(body, JoinCase)
-    return Command(case_id=body.own_case_id, at=cmd.at, body=body.open, origin=cmd.origin)
+    return Command(aggregate=body.own_case_id, at=cmd.at, body=body.open, origin=cmd.origin)
 
 
 def worst(ratings: tuple[str, ...]) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from schemas.inbound import Citizen, CitizenFeedback, Directive, UnitUpdate
 
@@ -166,9 +166,11 @@ GROUP_KINDS = frozenset({"group_open", "group_forget"})
 
 
 class Command(Frozen):
-    # the aggregate's id: a case id, or for the ``directive_*`` bodies a directive id (both
-    # aggregates share the command log and its single writer; their records are apart)
-    case_id: str
+    # The aggregate the command is for, and its key on ``zhida.case.commands``: a case id, a
+    # directive id (``directive_*`` bodies) or a merge group key (``group_*`` bodies). The
+    # three share the command log and its single writer; their records are apart. Commands
+    # written before the field had this name carry it as ``case_id``, still read.
+    aggregate: str = Field(validation_alias=AliasChoices("aggregate", "case_id"))
     at: datetime  # engine time when the input was taken: the core's "now", stable on replay
     body: Body
     origin: Origin | None = None

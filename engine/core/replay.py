@@ -186,7 +186,7 @@ class _Replayer:
         if not self.recorded and kind in ("expire", "directive_expire"):  # the clock fires
             self.skipped[kind] += 1
             return
-        if cmd.at > self.until or cmd.case_id in self.stopped:
+        if cmd.at > self.until or cmd.aggregate in self.stopped:
             self._after_until(cmd)
             return
         if not self.recorded:
@@ -202,7 +202,7 @@ class _Replayer:
         change the case stops it (what the log holds after it, an input delivered again with
         its first time, is not replayed either); one that would not is passed over."""
         self.counts["after_until"] += 1
-        case_id = cmd.case_id
+        case_id = cmd.aggregate
         if case_id in self.stopped:
             return
         if cmd.body.kind in DIRECTIVE_KINDS:
@@ -235,7 +235,7 @@ class _Replayer:
     def decide(self, cmd: Command, *, recorded: bool = True) -> None:
         """``recorded``: read from the log (not a firing or a bounce replay made itself)."""
         self.counts["decided"] += 1
-        case_id, body = cmd.case_id, cmd.body
+        case_id, body = cmd.aggregate, cmd.body
         state = self.states.get(case_id)
         world = self.world
         if state is None and isinstance(body, OpenCase):

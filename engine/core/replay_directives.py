@@ -45,7 +45,7 @@ class Directives:
     warned: Counter[str] = field(default_factory=Counter, init=False)
 
     def _decided(self, cmd: Command) -> tuple[dv.Decision, dv.Task | None]:
-        did = cmd.case_id
+        did = cmd.aggregate
         d = self.states.get(did)
         target = dv.target_of(cmd)
         task = self.tasks.get((did, target)) if target is not None and d is not None else None
@@ -64,7 +64,7 @@ class Directives:
         self.counts["decided"] += 1
         decision, _ = self._decided(cmd)
         if isinstance(decision, dv.Changed):
-            did = cmd.case_id
+            did = cmd.aggregate
             self.states[did] = decision.directive
             for t in decision.tasks:
                 self.tasks[(did, t.target)] = t

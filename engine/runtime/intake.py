@@ -57,7 +57,7 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
             await engine.dead_letter_event(event, "schema", f"could not be processed: {e!r}",
                                            consumer=consumer)
             continue
-        await engine.send_command(cmd.case_id, raw)
+        await engine.send_command(cmd.aggregate, raw)
 
 
 def via_group(world: World, cmd: Command) -> Command:
@@ -69,8 +69,8 @@ def via_group(world: World, cmd: Command) -> Command:
     group = merge.group_of(world, body)
     if group is None:
         return cmd
-    return Command(case_id=group, at=cmd.at, origin=cmd.origin,
-                   body=GroupOpen(open=body, case_id=cmd.case_id))
+    return Command(aggregate=group, at=cmd.at, origin=cmd.origin,
+                   body=GroupOpen(open=body, case_id=cmd.aggregate))
 
 
 def grouped(world: World, to_command: ToCommand) -> ToCommand:

@@ -32,7 +32,7 @@ class StormWatch:
         body = cmd.body
         world = self.engine.world
         if isinstance(body, GroupOpen):  # placed at intake already: the group key says where
-            report, unit = body.open, merge.place_of(cmd.case_id)
+            report, unit = body.open, merge.place_of(cmd.aggregate)
         elif isinstance(body, OpenCase):  # merging off: place it here
             report, unit = body, body.location.get("unit")
             if not isinstance(unit, str) and world.placer is not None:

@@ -104,7 +104,7 @@ class Ticker:
                                            stage=timer.stage, instant=timer.at)
                 else:
                     body = Expire(timer=timer.kind, stage=timer.stage, instant=timer.at)
-                cmd = Command(case_id=case_id, at=now, body=body)
+                cmd = Command(aggregate=case_id, at=now, body=body)
                 await engine.send_command(case_id, encode(cmd))
                 self.in_flight[key] = mono
                 sent += 1

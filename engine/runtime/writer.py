@@ -237,11 +237,11 @@ class CaseWriter:
         try:
             decided = prepare()
         except Exception as e:  # a bug in the core must not stop every other aggregate
-            log.exception("decide_failed", **{f"{what}_id": cmd.case_id}, kind=cmd.body.kind)
+            log.exception("decide_failed", **{f"{what}_id": cmd.aggregate}, kind=cmd.body.kind)
             metrics.internal_errors.inc()
             batch.outputs.append(engine.dead_letter_origin_record(
                 cmd.origin, "invalid_transition",
-                f"engine error deciding {cmd.body.kind} for {what} {cmd.case_id}: {e!r}",
+                f"engine error deciding {cmd.body.kind} for {what} {cmd.aggregate}: {e!r}",
                 at=cmd.at))
             return
         decision = decided.decision
@@ -265,13 +265,13 @@ class CaseWriter:
 
     def _case(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool) -> None:
         """A case command: the case's events, outputs, file, timer, figures and state."""
-        state = self._state(cmd.case_id, p)
+        state = self._state(cmd.aggregate, p)
 
         def prepare() -> _Decided:
             decision = decide(state, cmd, self.engine.world)
             if isinstance(decision, Accepted):
                 new = apply(state, cmd, decision.events).model_copy(update={"through": offset})
-                before_file = self._file(cmd.case_id, p) if state is not None else None
+                before_file = self._file(cmd.aggregate, p) if state is not None else None
                 file = file_after(before_file, decision.events, cmd)
                 outputs = react(new, file, decision.events, self.engine.world.topology)
                 return _Decided(decision, lambda: self._case_changed(
@@ -281,7 +281,7 @@ class CaseWriter:
             if isinstance(decision, Ignored) and isinstance(cmd.body, Expire):
                 current = sla.next_timer(state) if state else None
                 if current is None or current.at != cmd.body.instant:
-                    stale = timer_key(cmd.case_id, cmd.body.instant)
+                    stale = timer_key(cmd.aggregate, cmd.body.instant)
             return _Decided(decision, stale_timer=stale)
 
         self._settle(batch, cmd, p, offset, fresh, what="case",
@@ -294,23 +294,23 @@ class CaseWriter:
                       ) -> None:
         engine, metrics = self.engine, self.engine.metrics
         batch.outputs.extend(engine.output_record(out) for out in outputs)
-        batch.put(batch.derived, p, event_key(cmd.case_id, decision.events[0].seq),
+        batch.put(batch.derived, p, event_key(cmd.aggregate, decision.events[0].seq),
                   dump_events(decision.events))
         if state is None or file is not before_file:  # opened, or a complainant joined
-            batch.put(batch.derived, p, file_key(cmd.case_id), dump(file))
-            self._files[cmd.case_id] = file
+            batch.put(batch.derived, p, file_key(cmd.aggregate), dump(file))
+            self._files[cmd.aggregate] = file
         if state is None:
             self._keep_policy(batch, new.policy, p)
         if new.state == "closed" and new.group and (state is None or state.state != "closed"):
             # its merge group must not send it more reports (engine/core/merge.py)
             batch.outputs.append(self._command_record(Command(
-                case_id=new.group, at=cmd.at, body=GroupForget(case_id=cmd.case_id))))
-        self._index(batch, p, cmd.case_id, sla.next_timer(state) if state else None,
+                aggregate=new.group, at=cmd.at, body=GroupForget(case_id=cmd.aggregate))))
+        self._index(batch, p, cmd.aggregate, sla.next_timer(state) if state else None,
                     sla.next_timer(new), fresh)
         if isinstance(cmd.body, Expire) and fresh:
             self._fired(cmd.body.timer, cmd.body.instant)
-        batch.put(batch.states, p, state_key(cmd.case_id), dump(new))
-        self._states[cmd.case_id] = new
+        batch.put(batch.states, p, state_key(cmd.aggregate), dump(new))
+        self._states[cmd.aggregate] = new
         self._count_figures(batch, p, offset, state, new, decision.events)
         batch.escalated += [e for e in decision.events if e.type == "escalated"]
         if fresh:
@@ -327,7 +327,7 @@ class CaseWriter:
                    ) -> None:
         """A directive command: the same phases as a case's, over the directive's records
         (``d:`` in phase 2 with its tasks ``k:``; task timers ``t:`` in phase 1)."""
-        did = cmd.case_id
+        did = cmd.aggregate
         d = self._directive_state(did, p)
         target = directive.target_of(cmd)
         task = self._task(did, target, p) if target is not None and d is not None else None
@@ -356,7 +356,7 @@ class CaseWriter:
                            task: directive.Task | None, decision: directive.Changed,
                            outputs: list[Any]) -> None:
         engine, metrics = self.engine, self.engine.metrics
-        did = cmd.case_id
+        did = cmd.aggregate
         new = decision.directive.model_copy(update={"through": offset})
         batch.outputs.extend(engine.output_record(out) for out in outputs)
         if d is None:
@@ -380,7 +380,7 @@ class CaseWriter:
     def _group(self, batch: _Batch, cmd: Command, p: int, offset: int) -> None:
         """A report that may merge, at its group: join an open case or open its own; the
         group's state and the forwarded command in the same phases as everything else."""
-        key = cmd.case_id
+        key = cmd.aggregate
         g = self._groups[key] if key in self._groups else self.store.group(key, p)
 
         def prepare() -> _Decided:
@@ -397,7 +397,7 @@ class CaseWriter:
 
     def _group_changed(self, batch: _Batch, cmd: Command, p: int, offset: int,
                        routed: merge.Routed) -> None:
-        key = cmd.case_id
+        key = cmd.aggregate
         forward = routed.forward
         if forward is not None and isinstance(forward.body, OpenCase):
             # the case must tell its group when it closes
@@ -456,7 +456,7 @@ class CaseWriter:
     def _command_record(self, cmd: Command) -> Record:
         """A command this writer hands on (a merge's forward, a bounce, a forget): phase 1,
         deterministic, so a replay sends the same bytes and the receiver dedupes."""
-        return Record(self.engine.names.case_commands, cmd.case_id.encode(), encode(cmd))
+        return Record(self.engine.names.case_commands, cmd.aggregate.encode(), encode(cmd))
 
     def _directive_state(self, did: str, partition: int) -> directive.DirectiveState | None:
         if did in self._directives:

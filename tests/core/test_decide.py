@@ -45,7 +45,7 @@ def run(*cmds: Command, state: CaseState | None = None) -> tuple[CaseState | Non
         decisions.append(d)
         if isinstance(d, Accepted):
             state = apply(state, c, d.events)
-            FILES[c.case_id] = file_after(FILES.get(c.case_id), d.events)
+            FILES[c.aggregate] = file_after(FILES.get(c.aggregate), d.events)
     return state, decisions
 
 

@@ -33,7 +33,7 @@ def issue(targets: dict[str, Any], issuer: str = CITY, did: str = "D1",
         "directive_id": did, "issuer": issuer, "title": "防汛检查", "body": "立即排查",
         "targets": targets, "ack_within": ack_within, "issued_at": T0.isoformat(),
         **({"report_by": report_by.isoformat()} if report_by else {})})
-    return Command(case_id=did, at=T0, body=IssueDirective(directive=d))
+    return Command(aggregate=did, at=T0, body=IssueDirective(directive=d))
 
 
 _n = 0
@@ -45,7 +45,7 @@ def update(action: str, actor: str, target: str | None = None, did: str = "D1",
     _n += 1
     u = UnitUpdate(update_id=update_id or f"du{_n}", actor=actor, action=action,
                    at=at or T0, directive_id=did, note="已落实" if action == "report" else None)
-    return Command(case_id=did, at=at or T0,
+    return Command(aggregate=did, at=at or T0,
                    body=DirectiveUpdate(update=u, target=target or actor))
 
 
@@ -73,7 +73,7 @@ class Run:
     def fire(self, target: str) -> dv.Decision:
         t = dv.next_timer(self.tasks[target])
         assert t is not None
-        return self.send(Command(case_id=self.d.directive_id, at=t.at, body=DirectiveExpire(
+        return self.send(Command(aggregate=self.d.directive_id, at=t.at, body=DirectiveExpire(
             target=target, timer=t.kind, stage=t.stage, instant=t.at)))
 
     def types(self) -> list[str]:
@@ -214,7 +214,7 @@ def test_timers_fire_once_and_ack_ends_supervision(world: World) -> None:
     r = Run(world, issue({"units": [STREET]}))
     t = dv.next_timer(r.tasks[STREET])
     r.fire(STREET)
-    stale = Command(case_id="D1", at=t.at, body=DirectiveExpire(
+    stale = Command(aggregate="D1", at=t.at, body=DirectiveExpire(
         target=STREET, timer=t.kind, stage=t.stage, instant=t.at))
     assert isinstance(r.send(stale), Ignored)  # a repeated firing
     r.fire(STREET)  # escalated to the district

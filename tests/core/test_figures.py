@@ -84,20 +84,20 @@ class City:
         self.now: dict[str, dict[str, int]] = {}
 
     def send(self, cmd: Command) -> bool:
-        before = self.states.get(cmd.case_id)
+        before = self.states.get(cmd.aggregate)
         d = decide(before, cmd, self.world)
         if not isinstance(d, Accepted):
             return False
         after = apply(before, cmd, d.events)
-        self.states[cmd.case_id] = after
-        self.history.setdefault(cmd.case_id, []).extend(d.events)
-        file = self.files[cmd.case_id] = file_after(self.files.get(cmd.case_id), d.events, cmd)
-        self.messages.setdefault(cmd.case_id, []).extend(
+        self.states[cmd.aggregate] = after
+        self.history.setdefault(cmd.aggregate, []).extend(d.events)
+        file = self.files[cmd.aggregate] = file_after(self.files.get(cmd.aggregate), d.events, cmd)
+        self.messages.setdefault(cmd.aggregate, []).extend(
             orjson.loads(encode(o.value)) for o in react(after, file, d.events,
                                                          self.world.topology)
             if o.channel == "case_events")
         delta = tally(before, after, d.events, TZ)
-        self.deltas.append((cmd.case_id, cmd.at, delta))
+        self.deltas.append((cmd.aggregate, cmd.at, delta))
         add_delta(self.days, self.now, delta)
         assert all(v > 0 for c in self.now.values() for v in c.values())
         assert all(v > 0 for u in self.days.values() for c in u.values() for v in c.values())
@@ -106,12 +106,12 @@ class City:
     def advance(self, case_id: str, until: datetime) -> None:
         """Fire the case's timers due by ``until``, in order (the ticker's job)."""
         while (t := next_timer(self.states[case_id])) is not None and t.at <= until:
-            assert self.send(Command(case_id=case_id, at=t.at,
+            assert self.send(Command(aggregate=case_id, at=t.at,
                                      body=Expire(timer=t.kind, stage=t.stage, instant=t.at)))
 
     def at(self, cmd: Command) -> None:
-        if cmd.case_id in self.states:
-            self.advance(cmd.case_id, cmd.at)
+        if cmd.aggregate in self.states:
+            self.advance(cmd.aggregate, cmd.at)
         assert self.send(cmd), cmd
 
     def stats(self, unit: str, start: date = DAY1, end: date = DAY2) -> dict:

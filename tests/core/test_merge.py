@@ -48,7 +48,7 @@ def to_group(world: World, report: OpenCase, at=T0) -> Command:
     key = merge.group_of(world, report)
     assert key is not None
     own = case_id_for(report.source, report.key)
-    return Command(case_id=key, at=at, body=GroupOpen(open=report, case_id=own))
+    return Command(aggregate=key, at=at, body=GroupOpen(open=report, case_id=own))
 
 
 class City:
@@ -65,36 +65,36 @@ class City:
     def report(self, report: OpenCase, at=T0) -> str:
         """Returns the case the report ended on."""
         cmd = to_group(self.world, report, at)
-        routed = merge.route(self.groups.get(cmd.case_id), cmd, WINDOW, 100.0)
+        routed = merge.route(self.groups.get(cmd.aggregate), cmd, WINDOW, 100.0)
         assert routed is not None
-        self.groups[cmd.case_id] = routed.group
+        self.groups[cmd.aggregate] = routed.group
         fwd = routed.forward
         assert fwd is not None  # an open always carries the report on
         if isinstance(fwd.body, OpenCase):
             fwd = fwd.model_copy(update={"body": fwd.body.model_copy(
-                update={"group": cmd.case_id})})
+                update={"group": cmd.aggregate})})
         return self.case(fwd)
 
     def case(self, cmd: Command) -> str:
-        state = self.cases.get(cmd.case_id)
+        state = self.cases.get(cmd.aggregate)
         d = decide(state, cmd, self.world)
         if isinstance(d, Bounce):
             self.bounced += 1
             return self.case(d.command)
         if isinstance(d, Accepted):
             new = apply(state, cmd, d.events)
-            self.files[cmd.case_id] = file_after(self.files.get(cmd.case_id), d.events, cmd)
-            self.cases[cmd.case_id] = new
-            self.outputs += react(new, self.files[cmd.case_id], d.events,
+            self.files[cmd.aggregate] = file_after(self.files.get(cmd.aggregate), d.events, cmd)
+            self.cases[cmd.aggregate] = new
+            self.outputs += react(new, self.files[cmd.aggregate], d.events,
                                   self.world.topology)
             if new.state == "closed" and new.group:
                 forgot = merge.route(
-                    self.groups[new.group], Command(case_id=new.group, at=cmd.at,
-                                                    body=GroupForget(case_id=cmd.case_id)),
+                    self.groups[new.group], Command(aggregate=new.group, at=cmd.at,
+                                                    body=GroupForget(case_id=cmd.aggregate)),
                     WINDOW, 100.0)
                 if forgot is not None:  # None: the group had dropped it (the window) already
                     self.groups[new.group] = forgot.group
-        return cmd.case_id
+        return cmd.aggregate
 
     def notices(self, kind: str) -> set[str]:
         return {o.value.complaint_id for o in self.outputs
@@ -150,7 +150,7 @@ def test_a_closed_case_is_forgotten_and_a_join_in_flight_bounces(world: World) -
     assert c.cases[a].state == "closed"
     assert c.report(complaint(2)) != a  # the group forgot it: a new case
     # a join that was already on its way when the case closed: its own case, not lost
-    late = Command(case_id=a, at=T0, body=JoinCase(open=complaint(9), own_case_id="own9"))
+    late = Command(aggregate=a, at=T0, body=JoinCase(open=complaint(9), own_case_id="own9"))
     assert isinstance(decide(c.cases[a], late, world), Bounce)
     assert c.case(late) == "own9" and c.cases["own9"].state == "dispatched"
 
@@ -159,7 +159,7 @@ def test_a_repeated_report_is_a_duplicate_not_a_second_complainant(world: World)
     c = City(world)
     a = c.report(complaint(1))
     c.report(complaint(2))
-    join = Command(case_id=a, at=T0, body=JoinCase(open=complaint(2), own_case_id="x"))
+    join = Command(aggregate=a, at=T0, body=JoinCase(open=complaint(2), own_case_id="x"))
     assert isinstance(decide(c.cases[a], join, world), Duplicate)
     assert c.report(complaint(1)) == a  # the opener again: its own case, a duplicate there
     assert c.cases[a].complainants == 2
@@ -254,7 +254,7 @@ def test_a_repeated_join_to_a_case_closed_since_is_a_duplicate(world: World) -> 
                 rate_cmd("satisfied", a), rate_cmd("satisfied", a)):
         c.case(cmd)
     assert c.cases[a].state == "closed"
-    again = Command(case_id=a, at=T0, body=JoinCase(
+    again = Command(aggregate=a, at=T0, body=JoinCase(
         open=complaint(2), own_case_id=case_id_for("complaint", "k2")))
     assert isinstance(decide(c.cases[a], again, world), Duplicate)  # not a bounce
     assert c.report(complaint(2)) == a  # and from the group: the same case

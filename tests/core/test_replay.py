@@ -94,7 +94,7 @@ def story(world: World, lag: timedelta = timedelta(seconds=2)) -> Live:
         rate_cmd("satisfied", cid(1), at=m(60)),
         rate_cmd("basically_satisfied", cid(1), at=m(61)),  # closed; its group forgets it
         # a join in flight to k1 when it closed: bounced, the report opens its own case
-        Command(case_id=cid(1), at=m(62), body=JoinCase(open=complaint(6),
+        Command(aggregate=cid(1), at=m(62), body=JoinCase(open=complaint(6),
                                                         own_case_id=cid(6))),
         upd("ack", OTHER_STREET, cid(3), 90),  # late: escalated at 63 first
         upd("resolve", OTHER_STREET, cid(3), 120),
@@ -306,7 +306,7 @@ STREETS = (STREET, OTHER_STREET, "500103004", "500103005")
 
 
 def directive_ack(target: str, minutes: float) -> Command:
-    return Command(case_id="D2", at=m(minutes), body=DirectiveUpdate(
+    return Command(aggregate="D2", at=m(minutes), body=DirectiveUpdate(
         target=target, update=UnitUpdate(update_id=f"a-{target}", actor=target, action="ack",
                                          directive_id="D2", at=m(minutes))))
 
@@ -318,7 +318,7 @@ def directive_run(world: World) -> Live:
         "directive_id": "D2", "issuer": DISTRICT, "title": "防汛检查", "body": "立即排查",
         "targets": {"units": list(STREETS)}, "ack_within": "PT1H", "issued_at": T0.isoformat()})
     live = Live(world)
-    live.input(Command(case_id="D2", at=T0, body=IssueDirective(directive=d)))
+    live.input(Command(aggregate="D2", at=T0, body=IssueDirective(directive=d)))
     for target, minutes in zip(STREETS, (12, 40, 90), strict=False):
         live.input(directive_ack(target, minutes))
     live.input(directive_ack(STREET, 100))  # a client's retry: a duplicate
@@ -382,7 +382,7 @@ def test_a_candidate_that_keeps_a_case_open_takes_the_join_the_live_run_bounced(
     live.input(live.routed(complaint(1), m(0)))
     live.input(upd("ack", STREET, cid(1), 10))
     live.input(upd("resolve", STREET, cid(1), 20))  # feedback due at 140
-    live.input(Command(case_id=cid(1), at=m(150), body=JoinCase(open=complaint(7),
+    live.input(Command(aggregate=cid(1), at=m(150), body=JoinCase(open=complaint(7),
                                                                 own_case_id=cid(7))))
     live.tick(END)
     assert cid(7) in live.states and live.states[cid(1)].outcome == "unrated"
@@ -402,7 +402,7 @@ def test_a_report_joined_once_and_bounced_once_keeps_its_own_case(world: World) 
                 rate_cmd("satisfied", "a", at=m(7))):
         live.input(cmd)
     for case in ("b", "a"):
-        live.input(Command(case_id=case, at=m(8), body=JoinCase(open=complaint(20),
+        live.input(Command(aggregate=case, at=m(8), body=JoinCase(open=complaint(20),
                                                                 own_case_id=cid(20))))
     live.tick(END)
     assert cid(20) in live.states and live.states["b"].complainants == 2
@@ -417,8 +417,8 @@ def test_in_log_order_keeps_each_partition_in_offset_order() -> None:
     a = [open_cmd("a", at=m(0)), upd("ack", STREET, "a", 5), upd("resolve", STREET, "a", 3)]
     b = [open_cmd("b", at=m(1)), upd("ack", STREET, "b", 4)]
     merged = list(in_log_order({1: b, 0: a}))
-    assert [c for c in merged if c.case_id == "a"] == a  # 5 before 3, as the writer read it
-    assert [c for c in merged if c.case_id == "b"] == b
+    assert [c for c in merged if c.aggregate == "a"] == a  # 5 before 3, as the writer read it
+    assert [c for c in merged if c.aggregate == "b"] == b
     assert [c.at for c in merged][:3] == [m(0), m(1), m(4)]
 
 
@@ -430,7 +430,7 @@ def test_after_a_downtime_the_log_order_is_not_the_time_order(world: World) -> N
     live = Live(world)
     live.input(open_cmd("d", at=m(0)))
     live.tick(m(50))
-    live.write(Command(case_id="d", at=m(80), body=Expire(timer="due", stage="ack",
+    live.write(Command(aggregate="d", at=m(80), body=Expire(timer="due", stage="ack",
                                                           instant=m(60))))
     live.write(upd("ack", STREET, "d", 55))
     assert [e.type for e in live.events["d"]][-2:] == ["escalated", "acknowledged"]
@@ -487,7 +487,7 @@ def _input(live: Live, clock: datetime, n: int, kind: str, i: int, action: str, 
     s = live.states[case]
     if kind == "join":
         k = 20 + place
-        return Command(case_id=case, at=clock, body=JoinCase(
+        return Command(aggregate=case, at=clock, body=JoinCase(
             open=complaint(k, s.unit, s.category), own_case_id=cid(k)))
     if kind == "rate":
         return rate_cmd(rating, case, at=clock, feedback_id=f"f{n - place % 2}")

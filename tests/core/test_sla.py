@@ -52,7 +52,7 @@ class Case:
     def fire(self, timer: Timer | None = None):
         t = timer or next_timer(self.state)
         assert t is not None, "no timer armed"
-        return self.send(Command(case_id=self.state.case_id, at=t.at,
+        return self.send(Command(aggregate=self.state.case_id, at=t.at,
                                  body=Expire(timer=t.kind, stage=t.stage, instant=t.at)))
 
     def orders(self, kind: str) -> list:

@@ -29,7 +29,7 @@ COMPLAINT = {"complaint_id": "c-1", "channel": "app", "category": "water_supply"
 
 def test_complaint_takes_catalogue_priority_and_keeps_extra_fields() -> None:
     cmd = complaints.to_command(CAT, raw(**COMPLAINT), ORIGIN, NOW)
-    assert cmd.case_id == case_id_for("complaint", "c-1")
+    assert cmd.aggregate == case_id_for("complaint", "c-1")
     assert cmd.body.priority == "urgent"
     assert cmd.body.complainant.complaint_id == "c-1"
     assert decode(type(cmd), orjson.dumps(cmd.model_dump(mode="json"))) == cmd
@@ -72,7 +72,7 @@ def test_update_fields_per_action() -> None:
         decode(UnitUpdate, raw(**{**base, "directive_id": "d"}, action="ack"))  # both ids
     cmd = unit_updates.to_command(raw(**{k: v for k, v in base.items() if k != "case_id"},
                                       directive_id="D1", action="ack"), ORIGIN, NOW)
-    assert cmd.case_id == "D1" and cmd.body.kind == "directive_update"
+    assert cmd.aggregate == "D1" and cmd.body.kind == "directive_update"
     assert cmd.body.target == "500103001"  # the actor's own task
     cmd = unit_updates.to_command(raw(**{**{k: v for k, v in base.items() if k != "case_id"},
                                          "actor": "500103"},
@@ -88,7 +88,7 @@ def test_update_fields_per_action() -> None:
 def test_feedback() -> None:
     cmd = citizen_feedback.to_command(raw(feedback_id="f", case_id="ZD1", rating="satisfied",
                                           at="2026-11-23T09:00:00+08:00"), ORIGIN, NOW)
-    assert cmd.case_id == "ZD1" and cmd.key == "feedback:f"
+    assert cmd.aggregate == "ZD1" and cmd.key == "feedback:f"
 
 
 def test_personal_data_is_masked_in_logs() -> None:

@@ -29,7 +29,7 @@ def open_cmd(case_id: str = "c1", *, category: str = "road_damage", unit: str = 
     body = OpenCase(source=source, key=f"k-{case_id}", category=category, priority=priority,
                     location=location or {"unit": unit}, summary="路面塌陷", reported_at=at,
                     sensor_id="s-1" if source == "sensed" else None, complainant=complainant)
-    return Command(case_id=case_id, at=at, body=body)
+    return Command(aggregate=case_id, at=at, body=body)
 
 
 _n = 0
@@ -44,7 +44,7 @@ def update_cmd(action: str, actor: str, case_id: str = "c1", *, at: datetime | N
     data = {**defaults.get(action, {}), **fields}
     u = UnitUpdate(update_id=update_id or f"u{_n}", actor=actor, action=action,
                    at=at or T0, case_id=case_id, **data)
-    return Command(case_id=case_id, at=at or T0, body=ApplyUpdate(update=u))
+    return Command(aggregate=case_id, at=at or T0, body=ApplyUpdate(update=u))
 
 
 def rate_cmd(rating: str, case_id: str = "c1", *, at: datetime | None = None,
@@ -53,12 +53,12 @@ def rate_cmd(rating: str, case_id: str = "c1", *, at: datetime | None = None,
     _n += 1
     f = CitizenFeedback(feedback_id=feedback_id or f"f{_n}", case_id=case_id, rating=rating,
                         at=at or T0)
-    return Command(case_id=case_id, at=at or T0, body=ApplyRating(feedback=f))
+    return Command(aggregate=case_id, at=at or T0, body=ApplyRating(feedback=f))
 
 
 def expire_cmd(stage: str, due: datetime, case_id: str = "c1", at: datetime | None = None,
                timer: str = "due") -> Command:
-    return Command(case_id=case_id, at=at or due,
+    return Command(aggregate=case_id, at=at or due,
                    body=Expire(timer=timer, stage=stage, instant=due))
 
 

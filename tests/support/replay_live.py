@@ -80,8 +80,8 @@ class Live:
         key = merge.group_of(self.world, report)
         own = case_id_for(report.source, report.key)
         if key is None:
-            return Command(case_id=own, at=at, body=report)
-        return Command(case_id=key, at=at, body=GroupOpen(open=report, case_id=own))
+            return Command(aggregate=own, at=at, body=report)
+        return Command(aggregate=key, at=at, body=GroupOpen(open=report, case_id=own))
 
     def tick(self, now: datetime) -> None:
         """engine/runtime/timers.py: each armed timer whose instant + lag has come, in due
@@ -98,7 +98,7 @@ class Live:
             body: Expire | DirectiveExpire = (
                 DirectiveExpire(target=target, timer=t.kind, stage=t.stage, instant=at)
                 if target else Expire(timer=t.kind, stage=t.stage, instant=at))
-            self.write(Command(case_id=cid, at=at + self.lag, body=body))
+            self.write(Command(aggregate=cid, at=at + self.lag, body=body))
 
     def write(self, cmd: Command) -> None:
         self.log.append(cmd)
@@ -108,19 +108,19 @@ class Live:
             return
         if kind in GROUP_KINDS:
             p = self.world.policy
-            routed = merge.route(self.groups.get(cmd.case_id), cmd, p.merge_window,
+            routed = merge.route(self.groups.get(cmd.aggregate), cmd, p.merge_window,
                                  p.merge_radius_m)
             if routed is None:
                 return
-            self.groups[cmd.case_id] = routed.group
+            self.groups[cmd.aggregate] = routed.group
             fwd = routed.forward
             if fwd is not None:
                 if isinstance(fwd.body, OpenCase):  # the case tells its group when it closes
                     fwd = fwd.model_copy(update={"body": fwd.body.model_copy(
-                        update={"group": cmd.case_id})})
+                        update={"group": cmd.aggregate})})
                 self.write(fwd)
             return
-        before = self.states.get(cmd.case_id)
+        before = self.states.get(cmd.aggregate)
         d = decide(before, cmd, self.world)
         self.outcomes[type(d).__name__] += 1
         if isinstance(d, Bounce):  # forwarded on the log: the report opens its own case
@@ -128,10 +128,10 @@ class Live:
             return
         if not isinstance(d, Accepted):
             return
-        after = self.states[cmd.case_id] = apply(before, cmd, d.events)
-        self.events.setdefault(cmd.case_id, []).extend(d.events)
-        file = self.files[cmd.case_id] = file_after(self.files.get(cmd.case_id), d.events, cmd)
-        self.messages.setdefault(cmd.case_id, []).extend(
+        after = self.states[cmd.aggregate] = apply(before, cmd, d.events)
+        self.events.setdefault(cmd.aggregate, []).extend(d.events)
+        file = self.files[cmd.aggregate] = file_after(self.files.get(cmd.aggregate), d.events, cmd)
+        self.messages.setdefault(cmd.aggregate, []).extend(
             orjson.loads(encode(o.value)) for o in react(after, file, d.events,
                                                          self.world.topology)
             if o.channel == "case_events")
@@ -141,13 +141,13 @@ class Live:
         merge_counters(self.now, delta.now)
         if after.state == "closed" and after.group and (before is None
                                                         or before.state != "closed"):
-            self.write(Command(case_id=after.group, at=cmd.at,
-                               body=GroupForget(case_id=cmd.case_id)))
+            self.write(Command(aggregate=after.group, at=cmd.at,
+                               body=GroupForget(case_id=cmd.aggregate)))
 
 
     def directive(self, cmd: Command) -> None:
         """engine/runtime/writer.py ``_directive``: the directive and the one task named."""
-        did = cmd.case_id
+        did = cmd.aggregate
         d = self.directives.get(did)
         target = dv.target_of(cmd)
         task = self.tasks.get((did, target)) if target is not None and d is not None else None
@@ -178,6 +178,6 @@ def directive_commands(at: datetime) -> list[Command]:
     d = Directive.model_validate({
         "directive_id": "D1", "issuer": CITY, "title": "防汛检查", "body": "立即排查",
         "targets": {"level": "district"}, "ack_within": "PT1H", "issued_at": at.isoformat()})
-    return [Command(case_id="D1", at=at, body=IssueDirective(directive=d)),
-            Command(case_id="D1", at=at, body=DirectiveExpire(
+    return [Command(aggregate="D1", at=at, body=IssueDirective(directive=d)),
+            Command(aggregate="D1", at=at, body=DirectiveExpire(
                 target=DISTRICT, timer="due", stage="ack", instant=at))]

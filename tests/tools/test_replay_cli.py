@@ -165,16 +165,16 @@ def test_a_case_opened_in_the_period_is_kept_with_every_later_command() -> None:
     rec = Recorded(the_period())
     inside = open_cmd("c-in", at=T0)
     before = open_cmd("c-before", at=T0 - timedelta(days=1))
-    forwarded = Command(case_id="g|x", at=T0, body=GroupOpen(open=inside.body, case_id="c-g"))
+    forwarded = Command(aggregate="g|x", at=T0, body=GroupOpen(open=inside.body, case_id="c-g"))
     log = [before, inside, forwarded, update_cmd("ack", STREET, "c-in", at=T0),
            update_cmd("ack", STREET, "c-before", at=T0),
            update_cmd("ack", STREET, "c-other", at=T0)]
     assert OPEN_MARK in encode(inside)
     for offset, cmd in enumerate(log):
-        rec.command(0, offset, cmd.case_id.encode(), encode(cmd))
+        rec.command(0, offset, cmd.aggregate.encode(), encode(cmd))
     rec.command(0, 9, b"c-in", b"not json but the key is kept")
     assert rec.opened == {"c-in"}
-    assert [(c.case_id, c.body.kind) for c in rec.commands[0]] == [("c-in", "open"),
+    assert [(c.aggregate, c.body.kind) for c in rec.commands[0]] == [("c-in", "open"),
                                                                     ("c-in", "update")]
     assert rec.unreadable == 1 and rec.count() == 2
 
@@ -225,16 +225,16 @@ def live_run(world: World, inputs: list[Command], until: datetime
 
     def run(cmd: Command) -> None:
         log.append(cmd)
-        d = decide(states.get(cmd.case_id), cmd, world)
+        d = decide(states.get(cmd.aggregate), cmd, world)
         if isinstance(d, Accepted):
-            states[cmd.case_id] = apply(states.get(cmd.case_id), cmd, d.events)
-            events.setdefault(cmd.case_id, []).extend(d.events)
+            states[cmd.aggregate] = apply(states.get(cmd.aggregate), cmd, d.events)
+            events.setdefault(cmd.aggregate, []).extend(d.events)
 
     def fire(now: datetime) -> None:
         while due := sorted((t.at, c, t) for c, s in states.items()
                             if (t := next_timer(s)) is not None and t.at <= now):
             at, case_id, t = due[0]
-            run(Command(case_id=case_id, at=at,
+            run(Command(aggregate=case_id, at=at,
                         body=Expire(timer=t.kind, stage=t.stage, instant=at)))
 
     for cmd in inputs:
@@ -286,11 +286,11 @@ def issue(did: str, at: datetime, targets: list[str]) -> Command:
     d = Directive.model_validate({
         "directive_id": did, "issuer": DISTRICT, "title": "检查", "body": "立即排查",
         "targets": {"units": targets}, "ack_within": "PT1H", "issued_at": at.isoformat()})
-    return Command(case_id=did, at=at, body=IssueDirective(directive=d))
+    return Command(aggregate=did, at=at, body=IssueDirective(directive=d))
 
 
 def directive_ack(did: str, target: str, at: datetime) -> Command:
-    return Command(case_id=did, at=at, body=DirectiveUpdate(target=target, update=UnitUpdate(
+    return Command(aggregate=did, at=at, body=DirectiveUpdate(target=target, update=UnitUpdate(
         update_id=f"{did}-{target}", actor=target, action="ack", directive_id=did, at=at)))
 
 
@@ -299,9 +299,9 @@ def test_a_directive_issued_in_the_period_is_kept_with_every_later_command() -> 
     log = [issue("D-before", T0 - timedelta(days=1), [STREET]), issue("D-in", T0, [STREET]),
            directive_ack("D-in", STREET, T0), directive_ack("D-before", STREET, T0)]
     for offset, cmd in enumerate(log):
-        rec.command(0, offset, cmd.case_id.encode(), encode(cmd))
+        rec.command(0, offset, cmd.aggregate.encode(), encode(cmd))
     assert rec.issued == {"D-in"} and rec.opened == set()
-    assert [(c.case_id, c.body.kind) for c in rec.commands[0]] == [
+    assert [(c.aggregate, c.body.kind) for c in rec.commands[0]] == [
         ("D-in", "directive_issue"), ("D-in", "directive_update")]
 
 
@@ -318,7 +318,7 @@ def test_the_changelog_gives_each_directives_digest_and_drops_an_older_one(
         rec.changelog(directive_key(did), dump(state, DIRECTIVE_IDS), keys)
     assert rec.ran_under == {"D-in": world.policy.digest, "D-old": world.policy.digest}
     assert rec.drop_opened_before() == 1
-    assert rec.issued == {"D-in"} and [c.case_id for c in rec.commands[0]] == ["D-in"]
+    assert rec.issued == {"D-in"} and [c.aggregate for c in rec.commands[0]] == ["D-in"]
 
 
 def with_a_directive(world: World) -> Recorded:
@@ -329,9 +329,9 @@ def with_a_directive(world: World) -> Recorded:
     rec.commands[0] += [
         issue("D1", T0, [STREET, "500103003"]),
         directive_ack("D1", STREET, T0 + timedelta(minutes=10)),
-        Command(case_id="D1", at=at, body=DirectiveExpire(target="500103003", timer="warn",
+        Command(aggregate="D1", at=at, body=DirectiveExpire(target="500103003", timer="warn",
                                                            stage="ack", instant=at)),
-        Command(case_id="D1", at=T0 + timedelta(hours=1), body=DirectiveExpire(
+        Command(aggregate="D1", at=T0 + timedelta(hours=1), body=DirectiveExpire(
             target="500103003", timer="due", stage="ack", instant=T0 + timedelta(hours=1)))]
     rec.commands[0].sort(key=lambda c: c.at)
     rec.issued = {"D1"}

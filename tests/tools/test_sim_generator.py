@@ -76,7 +76,7 @@ def test_case_ids_are_the_engines(sample: list[Input]) -> None:
     for x in sample[:300]:
         module = complaints if x.source == "complaint" else sensed
         cmd = module.to_command(CAT, orjson.dumps(x.value), ORIGIN, now)
-        assert cmd.case_id == x.case_id == case_id_for(x.source, x.idempotency_key)
+        assert cmd.aggregate == x.case_id == case_id_for(x.source, x.idempotency_key)
 
 
 def test_locations_are_real_units_or_coordinates_or_addresses(sample: list[Input]) -> None:
@@ -178,15 +178,15 @@ async def test_centres_and_citizens_close_the_loop_through_the_core(
     rejected: list[Any] = []
 
     def feed(cmd: Any) -> None:
-        decision = decide(states.get(cmd.case_id), cmd, world)
+        decision = decide(states.get(cmd.aggregate), cmd, world)
         if not isinstance(decision, Accepted):
             rejected.append((cmd, decision))
             return
-        new = apply(states.get(cmd.case_id), cmd, decision.events)
-        states[cmd.case_id] = new
-        files[cmd.case_id] = file_after(files.get(cmd.case_id), decision.events)
-        histories.setdefault(cmd.case_id, []).extend(decision.events)
-        for out in react(new, files[cmd.case_id], decision.events, world.topology):
+        new = apply(states.get(cmd.aggregate), cmd, decision.events)
+        states[cmd.aggregate] = new
+        files[cmd.aggregate] = file_after(files.get(cmd.aggregate), decision.events)
+        histories.setdefault(cmd.aggregate, []).extend(decision.events)
+        for out in react(new, files[cmd.aggregate], decision.events, world.topology):
             value = out.value.model_dump(mode="json")
             if out.channel == "dispatch":
                 centres.on_order(value, out.district or "city")

@@ -161,7 +161,9 @@ class Recorded:
             return
         try:
             raw = orjson.loads(value)
-            case_id, kind = raw["case_id"], raw["body"]["kind"]
+            # ``case_id``: the aggregate's name in commands written before it was renamed
+            case_id = raw["aggregate"] if "aggregate" in raw else raw["case_id"]
+            kind = raw["body"]["kind"]
             if case_id not in self.opened and case_id not in self.issued:
                 kept = {"open": self.opened, "directive_issue": self.issued}.get(kind)
                 if kept is None or not self.period.opens(datetime.fromisoformat(raw["at"])):
@@ -236,7 +238,7 @@ class Recorded:
         self.issued -= early
         if early:
             self.opened -= early
-            self.commands = {p: [c for c in cmds if c.case_id not in early]
+            self.commands = {p: [c for c in cmds if c.aggregate not in early]
                              for p, cmds in self.commands.items()}
             for c in early:
                 self.events.pop(c, None)
