@@ -51,7 +51,7 @@ from faust.stores.rocksdb import RocksDBOptions
 
 from bench.harness import ROOT, generated, machine, page_text, progress, write_page
 from engine.core.sla import Timer
-from engine.runtime.app import _rocksdb_options
+from engine.runtime.faust_app import rocksdb_options as _rocksdb_options
 from engine.runtime.settings import Settings
 from engine.runtime.store import CaseStore, dump_timer, timer_key
 from engine.runtime.timers import MAX_IN_FLIGHT, TICK_S

@@ -12,7 +12,7 @@ from engine.runtime.writer import CaseWriter
 
 def register(engine: Engine) -> None:
     writer = CaseWriter(engine)
-    engine.on_assignment.append(lambda ps: engine.set_case_gauges(writer.on_assignment(ps)))
+    engine.on_assignment.append(lambda ps: engine.metrics.set_case_gauges(writer.on_assignment(ps)))
 
     @engine.app.agent(engine.topics["case_commands"], name="case-writer")
     async def case_writer(stream):  # type: ignore[no-untyped-def]

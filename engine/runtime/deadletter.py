@@ -42,7 +42,7 @@ from schemas.codec import clip, encode
 from schemas.outbound import DETAIL_MAX, KEY_MAX_BYTES, LETTER_MAX_BYTES, DeadLetter
 
 if TYPE_CHECKING:
-    from engine.runtime.app import Record
+    from engine.runtime.outputs import Record
 
 log = logs.get("zhida.deadletter")
 

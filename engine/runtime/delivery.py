@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine.runtime import deadletter, logs
-from engine.runtime.app import Record
+from engine.runtime.outputs import Record
 
 if TYPE_CHECKING:
     from engine.runtime.app import Engine
@@ -46,7 +46,7 @@ async def deliver(engine: Engine, records: list[Record]) -> dict[tuple[str, int]
         done, failed = await _produce(engine, records)
         if not failed:
             if stopped:
-                engine.letter_stops.clear(_WRITER_STOP)
+                engine.outputs.letter_stops.clear(_WRITER_STOP)
                 log.info("deadletter_sent_after_failure", records=len(records))
             ends: dict[tuple[str, int], int] = {}
             for md in done:
@@ -98,5 +98,5 @@ def _letters_failed(engine: Engine, letters: list[tuple[Record, BaseException]])
                   topic=body.get("source_topic"), partition=body.get("partition"),
                   offset=body.get("offset"), error=deadletter.error_name(e),
                   message=repr(e)[:300], stopped="case_commands (every partition)")
-    engine.letter_stops.set(_WRITER_STOP, deadletter.Stop(
+    engine.outputs.letter_stops.set(_WRITER_STOP, deadletter.Stop(
         "case_commands", where, deadletter.error_name(letters[0][1]), None))

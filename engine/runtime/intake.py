@@ -15,6 +15,7 @@ from engine.core.model import Command, GroupOpen, OpenCase, Origin
 from engine.runtime import logs
 from engine.runtime.app import Engine
 from engine.runtime.kafka.guard import ContiguityGuard
+from engine.runtime.outputs import input_time, origin_of
 from engine.runtime.signing import signature_header
 from schemas.codec import Refused, encode
 
@@ -35,7 +36,7 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
     consumer = f"intake_{name}"
     inputs = engine.metrics.inputs.labels(name)
     guard = ContiguityGuard(engine.app, consumer, engine.metrics)
-    stops = engine.letter_stops
+    stops = engine.outputs.letter_stops
     async for event in stream.events():
         if stops.holds(engine.app, event):
             continue
@@ -43,21 +44,21 @@ async def forward(engine: Engine, stream: faust.StreamT, name: str, to_command: 
             continue
         inputs.inc()
         try:
-            origin = engine.origin_of(event)
-            cmd = to_command(event.message.value, origin, engine.input_time(origin))
+            origin = origin_of(event)
+            cmd = to_command(event.message.value, origin, input_time(origin, engine.clock()))
             if signed_by is not None and engine.keyset is not None:  # --keys: prove the unit
                 engine.keyset.verify(event.message.value or b"",
                                      signature_header(event.message.headers), signed_by(cmd))
             raw = encode(cmd)
         except Refused as r:
-            await engine.dead_letter_event(event, r.reason, r.detail, consumer=consumer)
+            await engine.outputs.dead_letter_event(event, r.reason, r.detail, consumer=consumer)
             continue
         except Exception as e:  # a bug must not stop the stream; the input is kept
             log.exception("intake_failed", topic=event.message.topic)
-            await engine.dead_letter_event(event, "schema", f"could not be processed: {e!r}",
-                                           consumer=consumer)
+            await engine.outputs.dead_letter_event(
+                event, "schema", f"could not be processed: {e!r}", consumer=consumer)
             continue
-        await engine.send_command(cmd.aggregate, raw)
+        await engine.outputs.send_command(cmd.aggregate, raw)
 
 
 def via_group(world: World, cmd: Command) -> Command:

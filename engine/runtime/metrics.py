@@ -25,6 +25,10 @@ from schemas.outbound import (
 from topics import SPECS
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from engine.core.decide import Accepted
+    from engine.core.model import CaseState, Command
     from engine.core.react import Output
 
 # the bounded label values, all exported as 0 from the start
@@ -199,3 +203,24 @@ class Metrics:
         if before is not None:
             self.cases.labels(before).dec()
         self.cases.labels(after).inc()
+
+    def set_case_gauges(self, totals: dict[str, int]) -> None:
+        for name in CASE_STATES:
+            self.cases.labels(name).set(totals.get(name, 0))
+
+    def count_case(self, cmd: Command, before: CaseState | None, decision: Accepted,
+                   now: datetime) -> None:
+        """Count a decision's events, placements and intake→dispatch time of a new case."""
+        for e in decision.events:
+            self.case_events.labels(e.type).inc()
+            if e.type == "created" and e.opened is not None:
+                loc = e.opened.location
+                method = "unit" if "unit" in loc else "point" if "lat" in loc else "address"
+                outcome = ("boundary" if e.boundary else "triage"
+                           if any(x.type == "triaged" for x in decision.events) else "placed")
+                self.placements.labels(method, outcome).inc()
+            if e.type in ("dispatched", "triaged") and before is None:
+                # from the input's own timestamp (producer time) when it has one
+                since = cmd.origin.timestamp if cmd.origin and cmd.origin.timestamp else None
+                lag = now.timestamp() - since if since else (now - cmd.at).total_seconds()
+                self.intake_to_dispatch.observe(max(lag, 0.0))

@@ -105,7 +105,7 @@ class Ticker:
                 else:
                     body = Expire(timer=timer.kind, stage=timer.stage, instant=timer.at)
                 cmd = Command(aggregate=case_id, at=now, body=body)
-                await engine.send_command(case_id, encode(cmd))
+                await engine.outputs.send_command(case_id, encode(cmd))
                 self.in_flight[key] = mono
                 sent += 1
         engine.metrics.timer_oldest_due.set(

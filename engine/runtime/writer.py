@@ -108,7 +108,7 @@ class _Batch:
     # supervision figures (engine/core/figures.py): records touched, by key
     figures: dict[tuple[int, bytes], dict[str, Any]] = field(default_factory=dict)
     escalated: list[Any] = field(default_factory=list)  # for the board, once written
-    counted: list[tuple[Command, CaseState | None, CaseState, Accepted]] = field(
+    counted: list[tuple[Command, CaseState | None, Accepted]] = field(
         default_factory=list)
 
     def put(self, phase: dict[int, dict[bytes, bytes | None]], partition: int, key: bytes,
@@ -203,7 +203,7 @@ class CaseWriter:
         try:
             cmd = Command.model_validate(orjson.loads(m.value))
         except Exception as e:  # written by our own intake: a bug, but keep the input
-            batch.outputs.append(engine.dead_letter_record(
+            batch.outputs.append(engine.outputs.dead_letter_record(
                 "schema", f"bad internal command: {e}", topic=m.topic, partition=p,
                 offset=offset, key=m.key, value=m.value))
             return
@@ -239,7 +239,7 @@ class CaseWriter:
         except Exception as e:  # a bug in the core must not stop every other aggregate
             log.exception("decide_failed", **{f"{what}_id": cmd.aggregate}, kind=cmd.body.kind)
             metrics.internal_errors.inc()
-            batch.outputs.append(engine.dead_letter_origin_record(
+            batch.outputs.append(engine.outputs.dead_letter_origin_record(
                 cmd.origin, "invalid_transition",
                 f"engine error deciding {cmd.body.kind} for {what} {cmd.aggregate}: {e!r}",
                 at=cmd.at))
@@ -258,7 +258,7 @@ class CaseWriter:
             if decided.stale_timer is not None:  # it fired its last: drop the entry
                 batch.put(batch.derived, p, decided.stale_timer, None)
         elif decision is not None:
-            batch.outputs.append(engine.dead_letter_origin_record(
+            batch.outputs.append(engine.outputs.dead_letter_origin_record(
                 cmd.origin, decision.reason, decision.detail, at=cmd.at))
 
     # ---- the aggregates ----
@@ -293,7 +293,7 @@ class CaseWriter:
                       before_file: CaseFile | None, file: CaseFile, outputs: list[Any]
                       ) -> None:
         engine, metrics = self.engine, self.engine.metrics
-        batch.outputs.extend(engine.output_record(out) for out in outputs)
+        batch.outputs.extend(engine.outputs.output_record(out) for out in outputs)
         batch.put(batch.derived, p, event_key(cmd.aggregate, decision.events[0].seq),
                   dump_events(decision.events))
         if state is None or file is not before_file:  # opened, or a complainant joined
@@ -320,7 +320,7 @@ class CaseWriter:
             elif isinstance(body, OpenCase) and body.group:
                 metrics.merges.labels("opened").inc()
             batch.marks[p].moved(state.state if state else None, new.state)
-            batch.counted.append((cmd, state, new, decision))
+            batch.counted.append((cmd, state, decision))
             metrics.count_outputs(outputs)
 
     def _directive(self, batch: _Batch, cmd: Command, p: int, offset: int, fresh: bool
@@ -358,7 +358,7 @@ class CaseWriter:
         engine, metrics = self.engine, self.engine.metrics
         did = cmd.aggregate
         new = decision.directive.model_copy(update={"through": offset})
-        batch.outputs.extend(engine.output_record(out) for out in outputs)
+        batch.outputs.extend(engine.outputs.output_record(out) for out in outputs)
         if d is None:
             self._keep_policy(batch, new.policy, p)
         for t in decision.tasks:
@@ -529,9 +529,9 @@ class CaseWriter:
                 for k, v in items.items():
                     if v is None and k.startswith(TIMER_PREFIX):
                         ticker.cleared(k)
-        for cmd, before, after, decision in batch.counted:
-            engine.count_case(cmd, before, after, decision)
-        engine.set_case_gauges(self._open_counts())
+        for cmd, before, decision in batch.counted:
+            engine.metrics.count_case(cmd, before, decision, engine.clock())
+        engine.metrics.set_case_gauges(self._open_counts())
         engine.metrics.timers_armed.set(sum(m.timers for m in self._marks.values()))
 
     def _open_counts(self) -> dict[str, int]:

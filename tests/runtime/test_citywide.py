@@ -14,7 +14,7 @@ import pytest
 from engine.core import figures
 from engine.data.topology import Topology
 from engine.runtime import latest
-from engine.runtime.app import advertised_host
+from engine.runtime.faust_app import advertised_host
 from engine.runtime.http import board
 from engine.runtime.http.citywide import (
     Share,

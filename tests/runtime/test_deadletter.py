@@ -165,7 +165,7 @@ def test_the_engine_builds_its_letters_so_and_the_record_fits_the_producer(
     """The worst case through the engine itself: a ~1 MiB key and value, a long detail and the
     CloudEvents headers still fit the producer's request size (faust's 1,000,000 bytes)."""
     key, value = b"\x00" * BROKER_MAX, b"\x01" * BROKER_MAX
-    r = engine.dead_letter_record("oversize", "\x02" * 100_000, topic="zhida.intake.sensed",
+    r = engine.outputs.dead_letter_record("oversize", "\x02" * 100_000, topic="zhida.intake.sensed",
                                   partition=2, offset=9, key=key, value=value, at=AT)
     assert r.topic == engine.names.deadletter
     same = build_letter("oversize", "\x02" * 100_000, source_topic="zhida.intake.sensed",
@@ -295,7 +295,7 @@ async def test_the_writer_reports_a_refused_letter_and_goes_on_once_it_is_taken(
     from engine.runtime import delivery
 
     monkeypatch.setattr(delivery, "RETRY_FIRST", 0.001)
-    letter = engine.dead_letter_record("schema", "bad", topic="zhida.case.commands",
+    letter = engine.outputs.dead_letter_record("schema", "bad", topic="zhida.case.commands",
                                        partition=1, offset=5, key=b"c", value=b"{}", at=AT)
     stops = Stops()
     app = types.SimpleNamespace(consumer_generation_id=1)
@@ -315,7 +315,7 @@ async def test_the_writer_reports_a_refused_letter_and_goes_on_once_it_is_taken(
 
     app.producer = types.SimpleNamespace(send=send)
     fake = types.SimpleNamespace(app=app, metrics=engine.metrics, names=engine.names,
-                                 letter_stops=stops)
+                                 outputs=types.SimpleNamespace(letter_stops=stops))
     failures = engine.metrics.deadletter_failures.labels("case_commands")
     before = failures._value.get()
     ends = await delivery.deliver(fake, [Record("zhida.case.events", b"c", b"{}"), letter])
