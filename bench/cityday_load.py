@@ -4,11 +4,8 @@ bench/crashload_load.py's ``Load``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
 import itertools
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +15,6 @@ from aiokafka import AIOKafkaProducer
 
 from bench.crashload_load import (
     CITY,
-    TICK,
     Load,
     SentComplaint,
     SentDirective,
@@ -194,18 +190,9 @@ class CityDayLoad(Load):
             ratings=[r for r in self.ratings.values() if r.confirmed])
 
     def counts(self) -> dict[str, int]:
-        by = Counter(u.action if u.expect == "event" else "forged" for u in self.updates.values())
-        dby = Counter(u.action if u.expect == "event" else "forged"
-                      for u in self.directive_updates.values())
-        return {"complaints": len(self.complaints), "alarms": len(self.alarms),
+        return {**super().counts(), "alarms": len(self.alarms),
                 "storm_alarms": sum(a.storm for a in self.alarms.values()),
-                "acks": by["ack"], "returns": by["return"], "assigns": by["assign"],
-                "resolves": by["resolve"], "verifies": by["verify"],
-                "ratings": len(self.ratings), "forged": by["forged"],
-                "directives": len(self.directives),
-                "tasks": sum(len(d.targets) for d in self.directives.values()),
-                "directive_acks": dby["ack"], "directive_reports": dby["report"],
-                "directive_forged": dby["forged"]}
+                "ratings": len(self.ratings)}
 
     def progress_line(self) -> str:
         c = self.counts()
@@ -219,28 +206,10 @@ class CityDayLoad(Load):
 
     # ---- the loop
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
-        await producer.start()
-        try:
-            self._t0 = loop.time()
-            cursor = 0
-            while not self._stop.is_set():
-                await self._inputs(producer, self._elapsed())
-                new, cursor = self.reader.since(cursor)
-                for r in new:
-                    await self._react(producer, r)
-                now = self._elapsed()
-                while self._plan and self._plan[0][0] <= now:
-                    await heapq.heappop(self._plan)[2](producer)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), TICK)
-        finally:
-            try:
-                await producer.flush()
-            finally:
-                await producer.stop()
+    async def _after_reading(self, producer: AIOKafkaProducer) -> None:
+        now = self._elapsed()
+        while self._plan and self._plan[0][0] <= now:
+            await heapq.heappop(self._plan)[2](producer)
 
     async def _inputs(self, producer: AIOKafkaProducer, t: float) -> None:
         """Everything the day's curves have due by ``t`` (load seconds)."""

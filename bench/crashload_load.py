@@ -165,9 +165,9 @@ class Load:
         by = Counter(u.action if u.expect == "event" else "forged" for u in self.updates.values())
         dby = Counter(u.action if u.expect == "event" else "forged"
                       for u in self.directive_updates.values())
-        return {"complaints": len(self.complaints), "acks": by["ack"],
-                "resolves": by["resolve"], "forged": by["forged"],
-                "directives": len(self.directives),
+        return {"complaints": len(self.complaints), "acks": by["ack"], "returns": by["return"],
+                "assigns": by["assign"], "resolves": by["resolve"], "verifies": by["verify"],
+                "forged": by["forged"], "directives": len(self.directives),
                 "tasks": sum(len(d.targets) for d in self.directives.values()),
                 "directive_acks": dby["ack"], "directive_reports": dby["report"],
                 "directive_forged": dby["forged"]}
@@ -181,25 +181,33 @@ class Load:
                 f"{c['directive_forged']} forged)")
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Send on schedule and answer what the engine wrote, until stopped."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
         await producer.start()
         try:
-            self._t0 = loop.time()
+            self._t0 = asyncio.get_running_loop().time()
             cursor = 0
             while not self._stop.is_set():
-                due = int((loop.time() - self._t0) * self.rate)
-                while self._n < due:
-                    await self._complaint(producer)
+                await self._inputs(producer, self._elapsed())
                 new, cursor = self.reader.since(cursor)
                 for r in new:
                     await self._react(producer, r)
+                await self._after_reading(producer)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), TICK)
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 await producer.flush()
-            await producer.stop()
+            finally:
+                await producer.stop()
+
+    async def _inputs(self, producer: AIOKafkaProducer, t: float) -> None:
+        """The inputs due by ``t`` seconds into the run: complaints at a steady rate."""
+        while self._n < int(t * self.rate):
+            await self._complaint(producer)
+
+    async def _after_reading(self, producer: AIOKafkaProducer) -> None:
+        """Actions planned for later (a load with delays overrides this)."""
 
     def _elapsed(self) -> float:
         return asyncio.get_running_loop().time() - self._t0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from schemas.common import Priority, Time
 
@@ -44,6 +44,7 @@ class DispatchOrder(Out):
     source: Literal["complaint", "sensed"] | None = None
     citizen: dict[str, Any] | None = None
     issued_at: Time
+    dispute: bool | None = None  # the arbiter's order of a disputed case (扯皮, 2026-12)
 
 
 class CaseEventMessage(Out):
@@ -76,6 +77,7 @@ class CaseEventMessage(Out):
     boundary: bool | None = None  # placed near a district line: the common ancestor assigns
     complainants: int | None = None  # merged: complainants now on the case (一事多诉)
     alarms: int | None = None  # merged: alarms now grouped in the case
+    precedent: str | None = None  # dispatched: the ruling whose precedent routed it (2026-12)
 
 
 class DirectiveEventMessage(Out):
@@ -153,3 +155,73 @@ class DeadLetter(Out):
                                 f"letter's Kafka key: the input's key was over "
                                 f"{KEY_MAX_BYTES:,} bytes")
     at: Time
+
+
+# ---- zhida.insights (CONTRACT.md "Recurring problems and disputes", 2026-12) ----
+
+Place = str | dict[str, float]  # a unit code, or a point cluster {"lat", "lon", "radius_m"}
+
+
+class Insight(Out):
+    insight_id: str
+    at: Time
+
+
+class HotspotInsight(Insight):
+    """每月一题 / 未诉先办: complaints of one category at one place reached the policy's count."""
+
+    kind: Literal["hotspot"] = "hotspot"
+    category: str
+    place: Place
+    unit: str
+    window_start: Time
+    reports: int
+    cases: int
+    repeat_callers: int
+    reopened: int
+
+
+class DisputeInsight(Insight):
+    """临界模糊地带扯皮: a second unit returned the case; its lowest common ancestor arbitrates."""
+
+    kind: Literal["dispute"] = "dispute"
+    case_id: str
+    category: str
+    place: Place | None
+    units: list[str]
+    arbiter: str
+
+
+class RulingInsight(Insight):
+    """The arbiter's (or an ancestor's) first assign of a disputed case: the owner it ruled."""
+
+    kind: Literal["ruling"] = "ruling"
+    case_id: str
+    category: str
+    place: Place | None
+    unit: str
+    dispute_id: str
+
+
+class RevokedInsight(Insight):
+    """``zhida precedents revoke``: the ruling's precedent ended."""
+
+    kind: Literal["revoked"] = "revoked"
+    ruling_id: str
+
+
+class InsightMessage(RootModel[HotspotInsight | DisputeInsight | RulingInsight
+                               | RevokedInsight]):
+    """One message on ``zhida.insights``: its ``kind`` says which fields it has."""
+
+
+class PrecedentRecord(Out):
+    """One of ``GET /precedents``: a ruling that routes its place's later cases."""
+
+    insight_id: str
+    category: str
+    place: Place
+    unit: str
+    case_id: str
+    at: Time
+    revoked_at: Time | None = None

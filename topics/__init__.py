@@ -36,6 +36,8 @@ SPECS: tuple[TopicSpec, ...] = (
               "changes of directives and their per-target tasks"),
     TopicSpec("notifications", "citizen.notifications", "out", "case_id",
               "what to tell each complainant"),
+    TopicSpec("insights", "insights", "out", "insight_id",
+              "hotspots, disputes, rulings and revoked precedents (engine/core/insights.py)"),
     TopicSpec("deadletter", "deadletter", "out", "original key", "input the engine refused"),
 )
 DISPATCH_SUFFIX = "dispatch."

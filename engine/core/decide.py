@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.core import merge, sla
+from engine.core import ids, insights, merge, sla
 from engine.core.model import (
     APPLIED_KEYS_KEPT,
     JOIN_KEYS_KEPT,
@@ -169,6 +169,10 @@ def _open(cmd: Command, body: OpenCase, world: World) -> Decision:
     fields = {"stage": stage, "due": d.due, "warn_at": d.warn_at}
     if placement.triage:
         ev.add("triaged", "triage", placement.unit, reason=placement.reason, **fields)
+    elif body.precedent and body.precedent_unit in world.topology and not placement.boundary:
+        # a ruling of this place (engine/core/insights.py): straight to the ruled unit
+        ev.add("dispatched", "dispatched", body.precedent_unit, precedent=body.precedent,
+               **fields)
     else:
         ev.add("dispatched", "dispatched", placement.unit, **where, **fields)
     return ev.done()
@@ -218,6 +222,10 @@ class _Act:
     def stage(self, stage: Stage) -> dict[str, Any]:
         return _stage(self.world, self.state, stage, self.cmd.at)
 
+    def place(self) -> str | dict[str, float] | None:
+        """The case's place, for a dispute or ruling (engine/core/insights.py)."""
+        return insights.published_place(self.state.place, self.world.policy.merge_radius_m)
+
 
 def _ack(x: _Act) -> Decision:
     # in triage the city centre signs for the case itself
@@ -233,7 +241,11 @@ def _progress(x: _Act) -> Decision:
 
 
 def _return(x: _Act) -> Decision:
-    """退单: back to the parent; the return that reaches the cap binds the parent (首接负责)."""
+    """退单: back to the parent; the return that reaches the cap binds the parent (首接负责).
+
+    扯皮: a return by a unit other than every one that returned the case before is a dispute
+    (engine/core/insights.py): the case goes to the returning units' lowest common ancestor,
+    the arbiter, whose ``assign`` is the ruling; a dispute outranks 首接负责."""
     s, cap = x.state, x.world.policy.max_returns
     parent = x.world.topology.parent(s.unit)
     if parent is None:
@@ -243,6 +255,12 @@ def _return(x: _Act) -> Decision:
         return Rejected("invalid_transition", f"case returned {s.returns} times (cap {cap}): "
                         f"{s.unit} must handle it itself (首接负责)")
     x.ev.returns = s.returns + 1
+    disputed = insights.dispute_of(s, x.u.actor, x.world)
+    if disputed is not None:
+        units, arbiter = disputed
+        return x.ev.add("returned", "dispatched", arbiter, actor=x.u.actor, reason=x.u.reason,
+                        dispute=ids.insight_id("dispute", s.case_id, x.ev.seq + 1),
+                        units=units, place=x.place(), **x.stage("ack")).done()
     return x.ev.add("returned", "dispatched", parent, actor=x.u.actor, reason=x.u.reason,
                     first_responsible=x.ev.returns >= cap, **x.stage("ack")).done()
 
@@ -260,7 +278,11 @@ def _assign(x: _Act) -> Decision:
                         f"(首接负责, returned {s.returns} times)")
     if target == s.unit:
         return Rejected("invalid_transition", f"case is already held by {target}")
-    return x.ev.add("assigned", "dispatched", target, actor=u.actor, note=u.note,
+    ruled: dict[str, Any] = {}
+    if insights.rules(s, u.actor, x.world):  # the arbiter's first assign: the ruling
+        ruled = {"ruling": ids.insight_id("ruling", s.case_id, x.ev.seq + 1),
+                 "dispute": s.dispute, "place": x.place()}
+    return x.ev.add("assigned", "dispatched", target, actor=u.actor, note=u.note, **ruled,
                     **x.stage("ack")).done()
 
 
@@ -400,6 +422,7 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
             case_id=e.case_id, source=o.source, state="received", category=o.category,
             priority=o.priority, unit=e.unit, seq=e.seq, updated_at=e.at,
             policy=e.policy or "", boundary=bool(e.boundary), group=e.group,
+            place=insights.case_place(o.location, e.group),
             alarms=1 if o.source == "sensed" else 0,
             complainants=1 if o.complainant is not None else 0,
         )
@@ -440,6 +463,13 @@ def evolve(state: CaseState | None, e: CaseEvent) -> CaseState:
         case "escalated":
             changes.update(warn_at=None, supervisor=e.supervisor,
                            supervise_due=e.supervise_due, top=bool(e.top))
+        case "returned":
+            changes["returned_by"] = tuple(dict.fromkeys(
+                (*state.returned_by, e.actor or e.unit)))[-insights.RETURNERS_KEPT:]
+            if e.dispute:
+                changes.update(dispute=e.dispute, arbiter=e.unit)
+        case "assigned" if e.ruling:
+            changes.update(dispute=None, arbiter=None)
         case "reopened":
             changes["reopened"] = state.reopened + 1
             changes["outcome"] = None

@@ -89,3 +89,9 @@ def directive_event_id(directive_id: str, seq: int) -> str:
 def directive_order_id(directive_id: str, seq: int, kind: str, target: str) -> str:
     """``<directive>/<seq>/<kind>/<target>`` on a dispatch topic, beside the cases' orders."""
     return f"{_directive(directive_id)}/{seq}/{_part(kind)}/{_part(target)}"
+
+
+def insight_id(kind: str, *parts: str | int) -> str:
+    """``<kind>/<part>/…`` on ``zhida.insights``: a dispute or ruling by its case and seq, a
+    hotspot by its group and the report that raised it, a revocation by its ruling."""
+    return "/".join((kind, *(_part(str(p)) for p in parts)))

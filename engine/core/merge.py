@@ -40,8 +40,10 @@ from engine.core.model import (
     GroupOpen,
     JoinCase,
     OpenCase,
+    Spot,
 )
 from engine.core.world import World
+from schemas.outbound import PrecedentRecord
 
 CANDIDATES_KEPT = 64  # the most recent open cases a group remembers
 ROUTED_KEPT = 128  # the most recent reports a group routed, with the case each went to
@@ -63,6 +65,9 @@ class GroupState(Frozen):
     # (report's own case id, the case it went to): a report sent again (the intake is
     # at-least-once) goes where it went the first time, whatever the group has learnt since
     routed: tuple[tuple[str, str], ...] = ()
+    # 每月一题 and precedents of the place (engine/core/insights.py)
+    spots: tuple[Spot, ...] = ()
+    precedents: tuple[PrecedentRecord, ...] = ()
     through: int = -1  # the last command offset applied (engine/runtime/writer.py)
 
 
@@ -89,15 +94,16 @@ def place_of(key: str) -> str:
 
 
 def group_of(world: World, report: OpenCase) -> str | None:
-    """The group a report merges in, None when merging is off or it cannot be placed.
+    """The group a report merges in (and a complaint is counted in, engine/core/insights.py),
+    None when it cannot be placed, or for an alarm when merging is off.
 
     Complaints: the location's own unit, else the unit its point or address is placed on
     (a district for points, with the radius deciding within it). Alarms: the street the
     alarm is in (its district when no street is known).
     """
     policy = world.policy
-    if policy.merge_window <= timedelta(0):
-        return None
+    if report.source != "complaint" and policy.merge_window <= timedelta(0):
+        return None  # a complaint's group also counts hotspots and holds precedents
     unit = report.location.get("unit")
     if not isinstance(unit, str):
         if world.placer is None:

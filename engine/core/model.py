@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from schemas.inbound import Citizen, CitizenFeedback, Directive, UnitUpdate
+from schemas.outbound import HotspotInsight
 
 StateName = Literal[
     "received", "triage", "dispatched", "acknowledged", "suspended", "resolved", "closed"
@@ -81,6 +82,10 @@ class OpenCase(Frozen):
     severity: str | None = None
     complainant: Complainant | None = None
     group: str | None = None  # the merge group it came through (engine/core/merge.py)
+    # a precedent of its place (engine/core/insights.py): the ruling's id and the ruled unit,
+    # set by the group; it overrides the catalogue's owner, not triage or the border rule
+    precedent: str | None = None
+    precedent_unit: str | None = None
 
 
 class ApplyUpdate(Frozen):
@@ -130,6 +135,31 @@ class GroupForget(Frozen):
     case_id: str
 
 
+class GroupReopened(Frozen):
+    """A case of the group was reopened (不满意): its hotspot counts it (core/insights.py)."""
+
+    kind: Literal["group_reopened"] = "group_reopened"
+    case_id: str
+
+
+class GroupRuling(Frozen):
+    """A disputed case of the group was ruled: later reports of its place go to ``unit``."""
+
+    kind: Literal["group_ruling"] = "group_ruling"
+    ruling_id: str
+    case_id: str
+    category: str
+    place: str | dict[str, float]
+    unit: str
+
+
+class GroupRevoke(Frozen):
+    """``zhida precedents revoke``: the ruling's precedent ends; routing follows the rules."""
+
+    kind: Literal["group_revoke"] = "group_revoke"
+    ruling_id: str
+
+
 DirectiveStage = Literal["ack", "report"]
 
 
@@ -159,10 +189,12 @@ class DirectiveExpire(Frozen):
 
 
 Body = Annotated[OpenCase | ApplyUpdate | ApplyRating | Expire | JoinCase | GroupOpen
-                 | GroupForget | IssueDirective | DirectiveUpdate | DirectiveExpire,
+                 | GroupForget | GroupReopened | GroupRuling | GroupRevoke | IssueDirective
+                 | DirectiveUpdate | DirectiveExpire,
                  Field(discriminator="kind")]
 DIRECTIVE_KINDS = frozenset({"directive_issue", "directive_update", "directive_expire"})
-GROUP_KINDS = frozenset({"group_open", "group_forget"})
+GROUP_KINDS = frozenset({"group_open", "group_forget", "group_reopened", "group_ruling",
+                         "group_revoke"})
 
 
 class Command(Frozen):
@@ -190,6 +222,12 @@ class Command(Frozen):
             return f"group:{b.open.key}"
         if isinstance(b, GroupForget):
             return f"forget:{b.case_id}"
+        if isinstance(b, GroupReopened):
+            return f"reopened:{b.case_id}"
+        if isinstance(b, GroupRuling):
+            return f"ruling:{b.ruling_id}"
+        if isinstance(b, GroupRevoke):
+            return f"revoke:{b.ruling_id}"
         if isinstance(b, IssueDirective):
             return f"directive:{b.directive.directive_id}"
         if isinstance(b, DirectiveUpdate):
@@ -233,6 +271,13 @@ class CaseEvent(Frozen):
     priority: Priority | None = None  # on ``merged``: a critical alarm raised it to urgent
     group: str | None = None  # on ``created``: the merge group that opened it
     opened: OpenCase | None = None  # only on ``created``: what evolve builds the case from
+    precedent: str | None = None  # on ``dispatched``: the ruling that routed it there
+    # 扯皮 (engine/core/insights.py): on a ``returned`` that is a dispute, its id and the
+    # returning units; on the ``assigned`` that rules it, the ruling's id and ``dispute``
+    dispute: str | None = None
+    units: tuple[str, ...] | None = None
+    ruling: str | None = None
+    place: str | dict[str, float] | None = None  # on dispute and ruling events
 
 
 class CaseFile(Frozen):
@@ -294,6 +339,38 @@ class CaseState(Frozen):
     ratings: tuple[str, ...] = ()
     joins: tuple[str, ...] = ()  # the reports that joined last (a storm resends event ids)
     applied: tuple[str, ...] = ()
+    # 扯皮: the units that returned the case, and its dispute awaiting a ruling by ``arbiter``
+    returned_by: tuple[str, ...] = ()
+    dispute: str | None = None
+    arbiter: str | None = None
+    # its place for insights: the group's (or location's) unit, or its point {"lat", "lon"}
+    place: str | dict[str, float] | None = None
     # offset on the command partition of the last command applied: a replayed command at or
     # below it is already in this state (the writer's crash recovery, engine/runtime/writer.py)
     through: int = -1
+
+
+# ---- 每月一题: a place's counting on its merge group (engine/core/insights.py) ----
+
+
+class Sighting(Frozen):
+    """One counted report: when, its own case, the case it went to and a caller tag."""
+
+    at: datetime
+    report: str  # the report's own case id: a report sent again is not counted twice
+    case_id: str
+    caller: str | None = None  # a keyed hash of the phone, or None: a caller of its own
+    unit: str
+
+
+class Spot(Frozen):
+    """The counting of one place in a group: its unit (no point) or a point cluster."""
+
+    lat: float | None = None
+    lon: float | None = None
+    seen: tuple[Sighting, ...] = ()
+    raised_at: datetime | None = None
+    hotspot: HotspotInsight | None = None  # the last raised, kept current while it is
+    cases: tuple[str, ...] = ()  # the current hotspot's cases (bounded)
+    callers: tuple[tuple[str, int], ...] = ()  # its callers' tags and reports (bounded)
+    reopened: tuple[str, ...] = ()  # cases of the place reopened (bounded)

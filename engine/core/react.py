@@ -14,9 +14,15 @@ from pydantic import BaseModel
 from engine.core import ids
 from engine.core.model import SUMMARY_CHARS, CaseEvent, CaseFile, CaseState, Complainant
 from engine.data.topology import Topology
-from schemas.outbound import CaseEventMessage, CitizenNotification, DispatchOrder
+from schemas.outbound import (
+    CaseEventMessage,
+    CitizenNotification,
+    DispatchOrder,
+    DisputeInsight,
+    RulingInsight,
+)
 
-Channel = Literal["case_events", "dispatch", "notifications", "directive_events"]
+Channel = Literal["case_events", "dispatch", "notifications", "directive_events", "insights"]
 
 HOLDER_CHANGES = frozenset({"dispatched", "triaged", "returned", "assigned", "reopened"})
 
@@ -53,6 +59,8 @@ def react(case: CaseState, file: CaseFile, events: list[CaseEvent], topology: To
         elif e.type == "assisted":
             out.extend(_order(case, file, e, u, "assist", topology)
                        for u in e.assist_units or ())
+        if e.dispute is not None:  # 扯皮 and its ruling (engine/core/insights.py)
+            out.append(_insight(case, e))
         if case.source == "complaint" and e.type in _NOTICES:
             out.extend(_notices(case, file, e))
         elif case.source == "complaint" and e.type == "merged" and e.complainants \
@@ -73,7 +81,7 @@ def _event_message(case: CaseState, e: CaseEvent) -> Output:
         first_responsible=e.first_responsible, late_unit=e.late_unit, supervisor=e.supervisor,
         supervise_due=e.supervise_due, top=e.top,
         boundary=True if case.boundary or e.boundary else None,
-        complainants=e.complainants, alarms=e.alarms,
+        complainants=e.complainants, alarms=e.alarms, precedent=e.precedent,
     )
     return Output("case_events", case.case_id, msg, msg.event_id, f"zhida.case.{e.type}")
 
@@ -92,6 +100,7 @@ def _order(case: CaseState, file: CaseFile, e: CaseEvent, target: str, role: str
         summary=file.summary[:SUMMARY_CHARS], category=case.category, priority=case.priority,
         location=file.location, role=role, source=case.source, citizen=citizen,
         late_unit=e.late_unit if kind == "supervision" else None, issued_at=e.at,
+        dispute=True if e.type == "returned" and e.dispute and kind == "case" else None,
     )
     return Output("dispatch", target, order, order_id, f"zhida.dispatch.{kind}",
                   district=topology.dispatch_key(target))
@@ -112,3 +121,19 @@ def _notices(case: CaseState, file: CaseFile, e: CaseEvent,
         )
         out.append(Output("notifications", case.case_id, note, nid, f"zhida.citizen.{kind}"))
     return out
+
+
+def _insight(case: CaseState, e: CaseEvent) -> Output:
+    """A dispute (on the ``returned`` that made it) or its ruling (on the ``assigned``)."""
+    assert e.dispute is not None
+    value: DisputeInsight | RulingInsight
+    if e.ruling is not None:
+        value = RulingInsight(insight_id=e.ruling, at=e.at, case_id=case.case_id,
+                              category=case.category, place=e.place, unit=e.unit,
+                              dispute_id=e.dispute)
+    else:
+        value = DisputeInsight(insight_id=e.dispute, at=e.at, case_id=case.case_id,
+                               category=case.category, place=e.place,
+                               units=list(e.units or ()), arbiter=e.unit)
+    return Output("insights", value.insight_id, value, value.insight_id,
+                  f"zhida.insight.{value.kind}")

@@ -228,7 +228,7 @@ class _Replayer:
                 continue  # the case moved on: the writer would ignore this firing
             self.counts["fired"] += 1
             self.decide(Command.model_construct(
-                case_id=case_id, at=t.at, origin=None,
+                aggregate=case_id, at=t.at, origin=None,
                 body=Expire.model_construct(timer=t.kind, stage=t.stage, instant=t.at)),
                 recorded=False)
 

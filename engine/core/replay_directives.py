@@ -90,7 +90,7 @@ class Directives:
         assert t.target is not None
         self.counts["fired"] += 1
         self.decide(Command.model_construct(
-            case_id=did, at=t.at, origin=None,
+            aggregate=did, at=t.at, origin=None,
             body=DirectiveExpire.model_construct(target=t.target, timer=t.kind,
                                                  stage=t.stage, instant=t.at)))
 

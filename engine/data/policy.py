@@ -120,6 +120,10 @@ class General(_Table):
     merge_radius_m: float = Field(default=100.0, ge=0, allow_inf_nan=False)
     # an alarm storm: more same-district alarms than this within a minute (reported once)
     storm_alarms_per_minute: int = Field(default=120, ge=1)
+    # 每月一题 (engine/core/insights.py): this many complaints of one category at one place
+    # within the window make a hotspot; 0 turns hotspots off
+    hotspot_min_reports: int = Field(default=5, ge=0)
+    hotspot_window: Window = "P7D"
 
 
 class NormalStages(_Table):
@@ -442,6 +446,16 @@ class Policy(_Table):
     @property
     def merge_radius_m(self) -> float:
         return self.general.merge_radius_m
+
+    @property
+    def hotspot_min_reports(self) -> int:
+        return self.general.hotspot_min_reports
+
+    @property
+    def hotspot_window(self) -> timedelta:
+        """Wall-clock time, as the merge window."""
+        days, us = parse_duration(self.general.hotspot_window)
+        return timedelta(days=days, microseconds=us)
 
     @property
     def storm_alarms_per_minute(self) -> int:

@@ -45,6 +45,7 @@ _CE_TYPES: dict[str, tuple[str, str | None]] = {
     "directive.events": ("zhida.directive.", "type"),
     "dispatch": ("zhida.dispatch.", "kind"),
     "citizen.notifications": ("zhida.citizen.", "kind"),
+    "insights": ("zhida.insight.", "kind"),
     "deadletter": ("zhida.deadletter", None),
 }
 # what each message is, for people reading the document (the models say the fields)
@@ -71,6 +72,11 @@ _SUMMARIES: dict[str, str] = {
                 "orders of complaint cases.",
     "citizen.notifications": "What to tell a complainant: received, resolved (asking for a "
                              "rating), closed, reopened.",
+    "insights": "What the case flow teaches (docs/insights.md): a `hotspot` (每月一题: "
+                "complaints of one category at one place reached `hotspot_min_reports` within "
+                "`hotspot_window`), a `dispute` (扯皮: a second unit returned a case; its lowest "
+                "common ancestor arbitrates), the arbiter's `ruling` (a precedent for the "
+                "place) and a `revoked` precedent. No personal data.",
     "deadletter": "Input the engine refused, with the reason, a human-readable detail, where "
                   "it came from and the original value (`original` as text when it is valid "
                   "UTF-8, else `original_base64`).",
@@ -117,8 +123,11 @@ def _ce_type_schema(key: str, model: type[BaseModel]) -> dict[str, Any]:
     if field is None:
         return {"type": "string", "const": prefix}
     values: list[str] = []
-    annotation = model.model_fields[field].annotation
-    args = [a for a in get_args(annotation) if isinstance(a, str)]
+    if field in model.model_fields:
+        args = [a for a in get_args(model.model_fields[field].annotation) if isinstance(a, str)]
+    else:  # a union of kinds (zhida.insights): each member's literal
+        members = get_args(model.model_fields["root"].annotation)
+        args = [a for m in members for a in get_args(m.model_fields[field].annotation)]
     if not args and key == "case.events":  # `type` is a str in the message: the core's names
         from engine.core.model import EventType
 

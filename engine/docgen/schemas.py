@@ -16,6 +16,7 @@ from schemas.outbound import (
     DeadLetter,
     DirectiveEventMessage,
     DispatchOrder,
+    InsightMessage,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "case.events": (CaseEventMessage, "out"),
     "directive.events": (DirectiveEventMessage, "out"),
     "citizen.notifications": (CitizenNotification, "out"),
+    "insights": (InsightMessage, "out"),
     "deadletter": (DeadLetter, "out"),
 }
 

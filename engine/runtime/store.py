@@ -29,7 +29,9 @@ from engine.core.merge import GroupState
 from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.core.sla import Timer
 from engine.runtime.storekeys import (  # noqa: F401  (re-exported: the store's key builders)
+    INSIGHT_PREFIX,
     MS_DIGITS,
+    PRECEDENT_PREFIX,
     SEQ_DIGITS,
     TIMER_PREFIX,
     directive_key,
@@ -39,8 +41,10 @@ from engine.runtime.storekeys import (  # noqa: F401  (re-exported: the store's 
     figures_now_key,
     file_key,
     group_key,
+    insight_key,
     marks_key,
     policy_key,
+    precedent_key,
     state_key,
     task_key,
     task_prefix,

@@ -15,7 +15,11 @@ One table, one changelog, so every record of a partition shares one ordered log:
 - ``c:<partition>:<day>`` supervision figures of the partition's cases that day, by unit
 - ``n:<partition>``     backlog and overdue now, by unit
 - ``x:<group>``         ``GroupState``: a merge group's open cases (engine/core/merge.py builds
-                        the group key with its parts escaped)
+                        the group key with its parts escaped), its hotspot counting and
+                        precedents (engine/core/insights.py)
+- ``i:<insight>``       an insight as published on ``zhida.insights``, a hotspot's counts kept
+                        current: what ``GET /hotspots`` and the board read
+- ``r:<ruling>``        a precedent (``PrecedentRecord``): what ``GET /precedents`` reads
 
 **Why the escaping** (``*``). Ids come from outside (a directive id is whatever its issuer sent)
 and a key that joins an id to a separator and more was forgeable: directive ``X|500103-0``
@@ -65,6 +69,18 @@ def group_key(key: str) -> bytes:
 
 def policy_key(digest: str) -> bytes:
     return f"p:{digest}".encode()
+
+
+INSIGHT_PREFIX = b"i:"
+PRECEDENT_PREFIX = b"r:"
+
+
+def insight_key(insight_id: str) -> bytes:
+    return INSIGHT_PREFIX + insight_id.encode()
+
+
+def precedent_key(ruling_id: str) -> bytes:
+    return PRECEDENT_PREFIX + ruling_id.encode()
 
 
 # ---- per partition: numbers and days the engine makes ----

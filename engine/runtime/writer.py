@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from faust.types import EventT
+from pydantic import BaseModel
 
 from engine.core import (
     Accepted,
@@ -50,6 +51,7 @@ from engine.core import (
     directive,
     figures,
     file_after,
+    insights,
     merge,
     react,
     sla,
@@ -60,7 +62,6 @@ from engine.core.model import (
     GROUP_KINDS,
     DirectiveExpire,
     Expire,
-    GroupForget,
     JoinCase,
     OpenCase,
 )
@@ -83,14 +84,17 @@ from engine.runtime.store import (
     figures_now_key,
     file_key,
     group_key,
+    insight_key,
     marks_key,
     pack,
     policy_key,
+    precedent_key,
     state_key,
     task_key,
     timer_key,
 )
 from schemas.codec import encode
+from schemas.outbound import PrecedentRecord
 
 log = logs.get("zhida.writer")
 
@@ -301,10 +305,10 @@ class CaseWriter:
             self._files[cmd.aggregate] = file
         if state is None:
             self._keep_policy(batch, new.policy, p)
-        if new.state == "closed" and new.group and (state is None or state.state != "closed"):
-            # its merge group must not send it more reports (engine/core/merge.py)
-            batch.outputs.append(self._command_record(Command(
-                aggregate=new.group, at=cmd.at, body=GroupForget(case_id=cmd.aggregate))))
+        # closed, reopened or ruled: its merge group must know (engine/core/insights.py)
+        batch.outputs.extend(self._command_record(c) for c in insights.group_notices(
+            state, new, decision.events, cmd.at))
+        self._keep_insights(batch, p, [o.value for o in outputs if o.channel == "insights"])
         self._index(batch, p, cmd.aggregate, sla.next_timer(state) if state else None,
                     sla.next_timer(new), fresh)
         if isinstance(cmd.body, Expire) and fresh:
@@ -384,19 +388,18 @@ class CaseWriter:
         g = self._groups[key] if key in self._groups else self.store.group(key, p)
 
         def prepare() -> _Decided:
-            policy = self.engine.world.policy
-            routed = merge.route(g, cmd, policy.merge_window, policy.merge_radius_m)
-            if routed is None:  # a repeated forget: nothing to do, nothing to count
+            decided = insights.decide_group(g, cmd, self.engine.world)
+            if decided is None:  # a repeated forget, ruling or revocation: nothing to do
                 return _Decided(None)
-            return _Decided(routed, lambda: self._group_changed(batch, cmd, p, offset,
-                                                                routed))
+            return _Decided(decided, lambda: self._group_changed(batch, cmd, p, offset,
+                                                                 decided))
 
         self._settle(batch, cmd, p, offset, False, what="group",
                      through=g.through if g is not None else None, policy=None,
                      prepare=prepare)
 
     def _group_changed(self, batch: _Batch, cmd: Command, p: int, offset: int,
-                       routed: merge.Routed) -> None:
+                       routed: insights.GroupDecision) -> None:
         key = cmd.aggregate
         forward = routed.forward
         if forward is not None and isinstance(forward.body, OpenCase):
@@ -406,8 +409,19 @@ class CaseWriter:
         new = routed.group.model_copy(update={"through": offset})
         if forward is not None:
             batch.outputs.append(self._command_record(forward))
+        batch.outputs.extend(self.engine.outputs.output_record(o) for o in routed.outputs)
+        self._keep_insights(batch, p, routed.records)
         batch.put(batch.states, p, group_key(key), dump(new, GROUP_IDS))
         self._groups[key] = new
+
+    @staticmethod
+    def _keep_insights(batch: _Batch, p: int, records: Sequence[BaseModel]) -> None:
+        """The insights and precedents ``GET /hotspots`` and ``/precedents`` read, each kept
+        current under its id (a hotspot's counts, a precedent's revocation)."""
+        for r in records:
+            key = precedent_key(r.insight_id) if isinstance(r, PrecedentRecord) \
+                else insight_key(r.insight_id)  # type: ignore[attr-defined]
+            batch.put(batch.states, p, key, encode(r))
 
     def _index(self, batch: _Batch, p: int, owner: str, before: sla.Timer | None,
                after: sla.Timer | None, fresh: bool) -> None:
