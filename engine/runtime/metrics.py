@@ -21,6 +21,7 @@ from schemas.outbound import (
     DeadLetterReason,
     DirectiveEventMessage,
     DispatchOrder,
+    InsightMessage,
 )
 from topics import SPECS
 
@@ -50,6 +51,8 @@ def _literal(model: Any, field: str) -> tuple[str, ...]:
 
 ORDER_KINDS = _literal(DispatchOrder, "kind")
 NOTICE_KINDS = _literal(CitizenNotification, "kind")
+INSIGHT_KINDS = tuple(_literal(m, "kind")[0] for m in get_args(
+    InsightMessage.model_fields["root"].annotation))
 DIRECTIVE_EVENT_TYPES = _literal(DirectiveEventMessage, "type")
 
 
@@ -93,6 +96,9 @@ class Metrics:
                               ["kind"], registry=r)
         self.notifications = Counter("zhida_citizen_notifications_total",
                                      "Notifications for complainants", ["kind"], registry=r)
+        self.insights = Counter("zhida_insights_total",
+                                "Insights published: hotspots, disputes, rulings, revocations",
+                                ["kind"], registry=r)
         self.ignored = Counter("zhida_commands_ignored_total",
                                "Internal commands with nothing left to do (stale timers)",
                                registry=r)
@@ -177,6 +183,7 @@ class Metrics:
                                 (self.merges, ("joined", "opened", "bounced")),
                                 (self.orders, ORDER_KINDS),
                                 (self.notifications, NOTICE_KINDS),
+                                (self.insights, INSIGHT_KINDS),
                                 (self.cases, CASE_STATES),
                                 (self.consumer_lag, CONSUMED_TOPICS),
                                 (self.offset_holes, GUARDED_CONSUMERS),
@@ -186,7 +193,7 @@ class Metrics:
                 counter.labels(value)
 
     def count_outputs(self, outputs: Iterable[Output]) -> None:
-        """Count produced dispatch orders and notifications by ``kind``.
+        """Count produced dispatch orders, notifications and insights by ``kind``.
 
         Call once per output actually produced (after the send). Case events are counted
         from the decision's events (``zhida_case_events_total``), not here.
@@ -196,6 +203,8 @@ class Metrics:
                 self.orders.labels(out.value.kind).inc()  # type: ignore[attr-defined]
             elif out.channel == "notifications":
                 self.notifications.labels(out.value.kind).inc()  # type: ignore[attr-defined]
+            elif out.channel == "insights":
+                self.insights.labels(out.value.kind).inc()  # type: ignore[attr-defined]
 
     def case_moved(self, before: str | None, after: str) -> None:
         if before == after:

@@ -410,6 +410,7 @@ class CaseWriter:
         if forward is not None:
             batch.outputs.append(self._command_record(forward))
         batch.outputs.extend(self.engine.outputs.output_record(o) for o in routed.outputs)
+        self.engine.metrics.count_outputs(routed.outputs)
         self._keep_insights(batch, p, routed.records)
         batch.put(batch.states, p, group_key(key), dump(new, GROUP_IDS))
         self._groups[key] = new

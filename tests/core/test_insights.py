@@ -1,0 +1,268 @@
+"""每月一题 hotspots, 扯皮 disputes, rulings and precedents: the pure rules (core/insights.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.core import Accepted, World, apply, decide, file_after, insights, react
+from engine.core.decide import Bounce
+from engine.core.ids import case_id_for
+from engine.core.merge import GroupState, group_of
+from engine.core.model import (
+    CaseFile,
+    CaseState,
+    Command,
+    Complainant,
+    GroupOpen,
+    GroupRevoke,
+    OpenCase,
+)
+from schemas.inbound import Citizen
+from tests.support.helpers import DISTRICT, OTHER_STREET, STREET, T0, update_cmd
+
+POLICY = """
+[policy]
+merge_window = "PT2H"
+merge_radius_m = 100
+hotspot_min_reports = 5
+hotspot_window = "P7D"
+"""
+WINDOW = timedelta(days=7)
+POINT = {"lat": 29.5570, "lon": 106.5770}  # in 渝中区
+
+
+def complaint(n: int, *, location: dict | None = None, category: str = "road_damage",
+              phone: str | None = None, at=T0) -> OpenCase:
+    citizen = Citizen(name="张三", phone=phone) if phone else None
+    return OpenCase(source="complaint", key=f"k{n}", category=category, priority="normal",
+                    location=location or {"unit": STREET}, summary="路面塌陷", reported_at=at,
+                    complainant=Complainant(complaint_id=f"k{n}", channel="hotline",
+                                            citizen=citizen))
+
+
+def near(metres_north: float) -> dict:
+    return {"lat": POINT["lat"] + metres_north / 111_000, "lon": POINT["lon"]}
+
+
+class Town:
+    """Groups and cases driven through the core as the writer drives them: the group's
+    decision, its forward, the case's decision and the notices the case sends its group."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.groups: dict[str, GroupState] = {}
+        self.cases: dict[str, CaseState] = {}
+        self.files: dict[str, CaseFile] = {}
+        self.outputs: list = []
+        self.records: dict[str, object] = {}
+
+    def report(self, report: OpenCase, at=T0) -> str:
+        key = group_of(self.world, report)
+        assert key is not None
+        own = case_id_for(report.source, report.key)
+        cmd = Command(aggregate=key, at=at, body=GroupOpen(open=report, case_id=own))
+        fwd = self.group(cmd)
+        assert fwd is not None
+        return self.case(fwd)
+
+    def group(self, cmd: Command) -> Command | None:
+        d = insights.decide_group(self.groups.get(cmd.aggregate), cmd, self.world)
+        if d is None:
+            return None
+        self.groups[cmd.aggregate] = d.group
+        self.outputs += d.outputs
+        self.records.update({r.insight_id: r for r in d.records})
+        fwd = d.forward
+        if fwd is not None and isinstance(fwd.body, OpenCase):
+            fwd = fwd.model_copy(update={"body": fwd.body.model_copy(
+                update={"group": cmd.aggregate})})
+        return fwd
+
+    def case(self, cmd: Command) -> str:
+        state = self.cases.get(cmd.aggregate)
+        d = decide(state, cmd, self.world)
+        if isinstance(d, Bounce):
+            return self.case(d.command)
+        if isinstance(d, Accepted):
+            new = apply(state, cmd, d.events)
+            self.files[cmd.aggregate] = file_after(self.files.get(cmd.aggregate), d.events, cmd)
+            self.cases[cmd.aggregate] = new
+            self.outputs += react(new, self.files[cmd.aggregate], d.events,
+                                  self.world.topology)
+            for notice in insights.group_notices(state, new, d.events, cmd.at):
+                self.group(notice)
+        return cmd.aggregate
+
+    def insights(self, kind: str) -> list:
+        return [o.value for o in self.outputs if o.channel == "insights" and o.value.kind == kind]
+
+    def events(self, type_: str) -> list:
+        return [o.value for o in self.outputs if o.channel == "case_events"
+                and o.value.type == type_]
+
+
+# ---- hotspots ----
+
+
+def test_five_reports_at_a_street_raise_one_hotspot_with_its_counts(world: World) -> None:
+    t = Town(world)
+    phones = ["13800000001", "13800000001", "13800000002", None, "13800000003", None]
+    cases = {t.report(complaint(i, phone=p), at=T0 + timedelta(hours=3 * i))
+             for i, p in enumerate(phones)}
+    (h,) = t.insights("hotspot")
+    assert (h.category, h.place, h.unit) == ("road_damage", STREET, STREET)
+    assert h.reports == 5 and h.window_start == T0 and h.at == T0 + timedelta(hours=12)
+    assert h.cases == 5 and len(cases) == 6  # 3 h apart: no merge within the 2 h window
+    assert h.repeat_callers == 1 and h.reopened == 0
+    # the sixth report keeps the hotspot current (what GET /hotspots shows), no new insight
+    assert t.records[h.insight_id].reports == 6
+    assert "13800000001" not in repr(t.groups)  # no phone in the clear on the group state
+
+
+def test_merged_reports_count_and_their_cases_once(world: World) -> None:
+    t = Town(world)
+    cases = {t.report(complaint(i), at=T0 + timedelta(minutes=i)) for i in range(5)}
+    (h,) = t.insights("hotspot")
+    assert len(cases) == 1 and h.reports == 5 and h.cases == 1
+
+
+def test_points_form_clusters_by_the_first_point(world: World) -> None:
+    t = Town(world)
+    for i in range(5):  # within 100 m of the first point
+        t.report(complaint(i, location=near(20 * i)), at=T0 + timedelta(hours=3 * i))
+    for i in range(5, 9):  # 1 km away: a cluster of its own, below the threshold
+        t.report(complaint(i, location=near(1000)), at=T0 + timedelta(hours=3 * i))
+    (h,) = t.insights("hotspot")
+    assert h.place == {"lat": POINT["lat"], "lon": POINT["lon"], "radius_m": 100.0}
+    assert h.reports == 5
+
+
+def test_reports_outside_the_window_do_not_add_up(world: World) -> None:
+    t = Town(world)
+    for i in range(8):  # two days apart: never five within seven days
+        t.report(complaint(i), at=T0 + timedelta(days=2 * i))
+    assert t.insights("hotspot") == []
+
+
+def test_the_next_hotspot_of_a_place_waits_a_window_after_the_raise(world: World) -> None:
+    t = Town(world)
+    for i in range(20):  # a report a day: raised on day 4, then again on day 11 and 18
+        t.report(complaint(i), at=T0 + timedelta(days=i, hours=1))
+    raised = [h.at for h in t.insights("hotspot")]
+    assert raised == [T0 + timedelta(days=d, hours=1) for d in (4, 11, 18)]
+
+
+def test_alarms_raise_no_hotspot(world: World) -> None:
+    t = Town(world)
+    for i in range(6):
+        t.report(OpenCase(source="sensed", key=f"e{i}", category="waterlogging",
+                          priority="normal", location={"unit": STREET}, summary="积水",
+                          reported_at=T0, sensor_id=f"s{i}", severity="warning"),
+                 at=T0 + timedelta(hours=3 * i))
+    assert t.insights("hotspot") == []
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(7)), again=st.lists(st.integers(0, 6), max_size=6))
+def test_a_hotspot_is_raised_once_per_window_whatever_the_order(
+        world: World, order: list[int], again: list[int]) -> None:
+    """Seven reports within a day, in any log order, some delivered again: one hotspot."""
+    t = Town(world)
+    sent = [*order, *again]
+    for n in sent:
+        t.report(complaint(n), at=T0 + timedelta(hours=3 * n))
+    hotspots = t.insights("hotspot")
+    assert len(hotspots) == 1
+    assert t.records[hotspots[0].insight_id].reports == 7  # a repeat counts once
+
+
+# ---- disputes, rulings, precedents ----
+
+
+def disputed(t: Town) -> str:
+    """A case returned by 七星岗 and then by 解放碑, after the district assigned it there."""
+    cid = t.report(complaint(1))
+    t.case(update_cmd("return", STREET, cid, reason="不归我们管"))
+    t.case(update_cmd("assign", DISTRICT, cid, assign_to=OTHER_STREET))
+    t.case(update_cmd("return", OTHER_STREET, cid, reason="也不归我们"))
+    return cid
+
+
+def test_a_second_returning_unit_makes_a_dispute_for_their_common_ancestor(world: World
+                                                                           ) -> None:
+    t = Town(world)
+    cid = disputed(t)
+    (d,) = t.insights("dispute")
+    assert (d.case_id, d.category, d.place) == (cid, "road_damage", STREET)
+    assert d.units == [STREET, OTHER_STREET] and d.arbiter == DISTRICT
+    s = t.cases[cid]
+    assert s.unit == DISTRICT and s.dispute == d.insight_id and not s.first_responsible
+    order = [o.value for o in t.outputs if o.channel == "dispatch"][-1]
+    assert order.target == DISTRICT and order.dispute is True
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds=st.integers(1, 4))
+def test_the_same_unit_returning_again_is_no_dispute(world: World, rounds: int) -> None:
+    t = Town(world)
+    cid = t.report(complaint(1))
+    for i in range(rounds):
+        if t.cases[cid].unit != STREET:
+            t.case(update_cmd("assign", DISTRICT, cid, assign_to=STREET))
+        t.case(update_cmd("return", STREET, cid, reason=f"no {i}"))
+    assert t.insights("dispute") == []
+
+
+def test_the_arbiters_assign_is_the_ruling_and_sets_a_precedent(world: World) -> None:
+    t = Town(world)
+    cid = disputed(t)
+    t.case(update_cmd("assign", DISTRICT, cid, assign_to=OTHER_STREET, note="归解放碑"))
+    (r,) = t.insights("ruling")
+    (d,) = t.insights("dispute")
+    assert (r.case_id, r.unit, r.dispute_id, r.place) == (cid, OTHER_STREET, d.insight_id,
+                                                          STREET)
+    assert t.cases[cid].dispute is None
+    assert t.records[r.insight_id].unit == OTHER_STREET  # the precedent, on the group
+    # the next complaint of that category at that place: straight to the ruled unit
+    later = t.report(complaint(2), at=T0 + timedelta(hours=5))
+    (dispatched,) = [e for e in t.events("dispatched") if e.case_id == later]
+    assert dispatched.unit == OTHER_STREET and dispatched.precedent == r.insight_id
+    # another category at the place follows the catalogue
+    other = t.report(complaint(3, category="garbage_overflow"), at=T0 + timedelta(hours=5))
+    (e,) = [e for e in t.events("dispatched") if e.case_id == other]
+    assert e.precedent is None
+
+
+def test_a_second_assign_is_no_second_ruling(world: World) -> None:
+    t = Town(world)
+    cid = disputed(t)
+    t.case(update_cmd("assign", DISTRICT, cid, assign_to=OTHER_STREET))
+    t.case(update_cmd("return", OTHER_STREET, cid, reason="还是不归我们"))
+    t.case(update_cmd("assign", DISTRICT, cid, assign_to=STREET))
+    assert len(t.insights("ruling")) == 1
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(later=st.lists(st.integers(1, 60), min_size=1, max_size=5))
+def test_a_revoked_precedent_routes_nothing(world: World, later: list[int]) -> None:
+    t = Town(world)
+    cid = disputed(t)
+    t.case(update_cmd("assign", DISTRICT, cid, assign_to=OTHER_STREET))
+    (r,) = t.insights("ruling")
+    group = t.cases[cid].group
+    assert group is not None
+    revoke = Command(aggregate=group, at=T0 + timedelta(hours=3),
+                     body=GroupRevoke(ruling_id=r.insight_id))
+    t.group(revoke)
+    t.group(revoke)  # sent twice: one revoked insight
+    (v,) = t.insights("revoked")
+    assert v.ruling_id == r.insight_id and t.records[r.insight_id].revoked_at is not None
+    for i, hours in enumerate(later):
+        c = t.report(complaint(100 + i), at=T0 + timedelta(hours=3 + hours))
+        assert all(e.precedent is None for e in t.events("dispatched") if e.case_id == c)
