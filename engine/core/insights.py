@@ -46,7 +46,7 @@ from engine.core.routing import UnknownUnit, route
 from engine.core.world import World
 from schemas.outbound import HotspotInsight, PrecedentRecord, RevokedInsight
 
-SIGHTINGS_KEPT = 32  # reports a place remembers within the window (at least the threshold)
+SIGHTINGS_KEPT = 32  # reports a place remembers within the window (the threshold if more)
 SPOTS_KEPT = 64  # point clusters a group remembers
 CASES_KEPT = 256  # a current hotspot's distinct cases remembered (its count goes on)
 CALLERS_KEPT = 256  # a current hotspot's callers remembered
@@ -160,7 +160,8 @@ def _count(g: merge.GroupState, report: OpenCase, seen: Sighting, again: bool, w
                                                lon=point[1] if point else None)
     if again or any(x.report == seen.report for x in spot.seen):
         return g.model_copy(update={"spots": spots}), [], []
-    recent = (*(x for x in spot.seen if at - x.at < window), seen)[-SIGHTINGS_KEPT:]
+    recent = (*(x for x in spot.seen if at - x.at < window), seen)[-max(SIGHTINGS_KEPT,
+                                                                       minimum):]
     spot = spot.model_copy(update={"seen": recent})
     outputs: list[Output] = []
     records: list[Any] = []

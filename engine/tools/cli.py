@@ -1,5 +1,5 @@
 """``zhida``: run the engine (broker, worker, simulate, demo) and look after it (case, tail,
-deadletters, lag, replay).
+deadletters, lag, replay, precedents).
 
 Failures an operator can cause end in one line on stderr and an exit code, never a
 traceback: 2 for a bad flag, setting or operator file, or brokers that cannot be reached
@@ -10,7 +10,7 @@ Imports stay inside the functions: a Ctrl-C while Python is still importing faus
 otherwise end in a traceback, and ``zhida --help`` stays quick. Only the exit codes are
 imported at once, from engine/tools/ops/common.py (no Kafka client there). The operator
 commands' work is in engine/tools/ops/, one module a command (case, tail, deadletters, lag,
-replay).
+replay; precedents.py also defines its flags).
 """
 
 from __future__ import annotations
@@ -369,7 +369,7 @@ def _timeout_flag(p: argparse.ArgumentParser, what: str = "the brokers") -> None
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="zhida", description="Zhida (智达): run the dispatch engine (broker, worker, "
-        "simulate, demo) and look after it (case, tail, deadletters, lag, replay).",
+        "simulate, demo), look after it (case, tail, deadletters, lag, replay, precedents).",
         epilog="Exit codes: 0 ok, 1 not found / nothing to do, 2 bad flag, setting or file, "
                "or brokers unreachable, 130 interrupted. `zhida COMMAND --help` for a "
                "command's flags.")
@@ -544,6 +544,7 @@ def _operator_commands(sub: Any) -> None:
     _bootstrap_flag(r)
     _timeout_flag(r)
     r.set_defaults(func=_replay)
+    importlib.import_module("engine.tools.ops.precedents").add_commands(sub)  # its own module
 
 
 def _simulation_flags(p: argparse.ArgumentParser, speed: float = 60.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from engine.core.model import (
     OpenCase,
 )
 from schemas.inbound import Citizen
-from tests.support.helpers import DISTRICT, OTHER_STREET, STREET, T0, update_cmd
+from tests.support.helpers import DISTRICT, OTHER_STREET, STREET, T0, update_cmd, world_with
 
 POLICY = """
 [policy]
@@ -266,3 +267,15 @@ def test_a_revoked_precedent_routes_nothing(world: World, later: list[int]) -> N
     for i, hours in enumerate(later):
         c = t.report(complaint(100 + i), at=T0 + timedelta(hours=3 + hours))
         assert all(e.precedent is None for e in t.events("dispatched") if e.case_id == c)
+
+
+def test_with_merging_off_reports_in_any_time_order_keep_their_own_cases(
+        tmp_path: Path) -> None:
+    """The group only counts: a report stamped before an earlier one's case opened must not
+    join it (seen on the broker, where input times come from the records)."""
+    off = world_with('[policy]\nmerge_window = "PT0S"\n', tmp_path)
+    t = Town(off)
+    cases = {t.report(complaint(i), at=T0 - timedelta(seconds=i)) for i in range(5)}
+    assert len(cases) == 5
+    (h,) = t.insights("hotspot")
+    assert h.cases == 5 and h.reports == 5

@@ -80,7 +80,7 @@ class Collector:
     async def start(self) -> None:
         await self.producer.start()
         topics = [NAMES.case_events, NAMES.deadletter, NAMES.notifications,
-                  NAMES.directive_events,
+                  NAMES.directive_events, NAMES.insights,
                   *(NAMES.dispatch(d) for d in (*TOPO.districts, "city"))]
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, fetch_max_wait_ms=20,
                                          enable_auto_commit=False)

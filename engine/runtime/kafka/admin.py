@@ -63,10 +63,18 @@ async def ensure_topics(settings: Settings, districts: list[str], timeout: float
             configs = topic_configs(settings.replication)
             kept = {**configs, **retention_configs(settings.input_retention)}
             long_lived = retained(settings.prefix)
+            # a ruling is read back by ``zhida precedents revoke`` as long as its precedent
+            # lives: insights are few (a handful a day), so they are kept
+            forever = {**configs, "retention.ms": "-1"}
+            insights = TopicNames(settings.prefix).insights
+
+            def config(n: str) -> dict[str, str]:
+                return forever if n == insights else kept if n in long_lived else configs
+
             response = await admin.create_topics([
                 NewTopic(n, num_partitions=settings.partitions,
                          replication_factor=settings.replication,
-                         topic_configs=(kept if n in long_lived else configs) or None)
+                         topic_configs=config(n) or None)
                 for n in missing
             ])
             # e.g. a replication factor above the brokers available (38); another worker

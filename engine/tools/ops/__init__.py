@@ -1,10 +1,11 @@
-"""Operator tools behind ``zhida case | tail | deadletters | lag | replay``
-(docs/operations.md, docs/replay.md), one module a subcommand.
+"""Operator tools behind ``zhida case | tail | deadletters | lag | replay | precedents``
+(docs/operations.md, docs/replay.md, docs/insights.md), one module a subcommand.
 
 They talk to what a deployment already has: the worker's HTTP endpoint (``GET /cases/{id}``,
 ``case.py``) and the brokers (the contract's topics and the engine's consumer group:
 ``tail.py``, ``deadletters.py``, ``lag.py``, ``replay.py`` with its printout in
-``replay_report.py``), so an operator needs no other client on the box.
+``replay_report.py``, ``precedents.py``, the one that writes: a revocation command), so an
+operator needs no other client on the box.
 What they share: ``common.py`` (``OpsError`` and the exit codes, inert one-line values, JSON
 bodies) and ``brokers.py`` (a bounded connection to the brokers, topic metadata, end offsets).
 ``engine/tools/cli.py`` wires the subcommands; these modules do the work.
