@@ -5,8 +5,9 @@ of records of its partition: one per day (``{unit: counters}`` for the day, in t
 zone) and one "now" record (``{unit: {backlog, overdue}}``). ``GET /units/{code}/stats`` sums
 those records across partitions and days and calls ``stats``, which rolls the unit and
 everything below it up and turns counts into rates. No case is ever scanned for a figure.
-``recount`` gives the same counters from the events on ``zhida.case.events`` alone: the
-check from outside, and ``zhida replay``'s "live" column.
+``recount`` gives the same counters from the events on ``zhida.case.events`` alone (all but
+``disputes``, which the topic does not carry): the check from outside, and ``zhida replay``'s
+"live" column.
 
 The unit of account is the **order** (工单: the case as held by one unit, from the moment it is
 sent there until it leaves or ends): a unit is judged on the work it was given. Each order is
@@ -50,6 +51,8 @@ DAY_COUNTERS: tuple[str, ...] = (
     "warnings",  # 催办 (yellow), at the unit reminded
     "escalations",  # 督办 (red), at the unit that missed the deadline
     "merged",  # reports that joined an open case (一事多诉, repeated alarms)
+    "disputes",  # 扯皮: returns that made a dispute, at the arbiter the case went to
+    "precedent_dispatches",  # first dispatches a precedent routed, at the unit it chose
 )
 NOW_COUNTERS: tuple[str, ...] = ("backlog", "overdue", "yellow")
 
@@ -167,6 +170,10 @@ def _credit(events: Iterable[CaseEvent], tz: ZoneInfo, holder: str | None, stage
             add(e.unit, e.at, "received")
             if t == "returned":
                 add(holder, e.at, "returned")
+                if e.dispute:
+                    add(e.unit, e.at, "disputes")
+            elif t == "dispatched" and e.precedent:
+                add(e.unit, e.at, "precedent_dispatches")
             elif t == "reopened":
                 add(e.unit, e.at, "rated", "unsatisfied", "reopened")
         elif t == "acknowledged":
@@ -259,6 +266,9 @@ def recount(events_by_case: Mapping[str, Iterable[EventLike]], tz: ZoneInfo,
     overdue when an ``escalated`` event came after the last stage start; yellow when a
     ``warned`` one did and it is not overdue. Events may come in any order and repeated (a
     redelivered copy): each case's are taken by ``seq``, one per ``seq``.
+
+    Every counter but ``disputes``: a ``zhida.case.events`` message does not say which return
+    made a dispute (``zhida.insights`` does), so only the core's own events count them here.
     """
     days: Days = {}
     current: dict[str, dict[str, int]] = {}
@@ -347,6 +357,19 @@ def figures(c: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
+# counted per day like the others (``_credit``) and answered by ``stats_of``, but not part of
+# ``figures``: that is what a recount of ``zhida.case.events`` reproduces (``zhida replay``'s
+# live column, bench/cityday_check.py), and the topic does not say which return was a dispute
+INSIGHT_FIGURES: tuple[str, ...] = ("disputes", "precedent_dispatches")
+
+
+def insight_figures(c: Mapping[str, int]) -> dict[str, int]:
+    """扯皮 and precedents from summed counters (docs/figures.md, "Formulas"): ``disputes``,
+    returns that made a dispute, credited to the arbiter; ``precedent_dispatches``, cases a
+    precedent routed, credited to the unit it routed them to."""
+    return {n: c.get(n, 0) for n in INSIGHT_FIGURES}
+
+
 def _add(into: dict[str, int], c: Mapping[str, int]) -> None:
     for n, v in c.items():
         into[n] = into.get(n, 0) + v
@@ -418,5 +441,7 @@ def stats_of(unit: str, start: date, end: date, own: Mapping[str, Mapping[str, i
         "from": start.isoformat(),
         "to": end.isoformat(),
         **figures(total),
-        "children": [{"unit": code, **figures(c)} for code, c in children.items()],
+        **insight_figures(total),
+        "children": [{"unit": code, **figures(c), **insight_figures(c)}
+                     for code, c in children.items()],
     }

@@ -55,6 +55,7 @@ from engine.runtime.storekeys import (  # noqa: F401  (re-exported: the store's 
 )
 
 M = TypeVar("M", bound=BaseModel)
+UNKEYED = (INSIGHT_PREFIX, PRECEDENT_PREFIX)  # records whose key does not name a partition
 
 
 def dump_timer(t: Timer) -> bytes:
@@ -154,6 +155,9 @@ class CaseStore:
         # made each tick cost milliseconds per partition (bench/timer_index.py). Raised to
         # the first live key each scan; lowered by every timer written below it.
         self._timer_floor: dict[int, bytes] = {}
+        # memory:// only: the partition of each insight and precedent written (the key does
+        # not say it, and the memory store is one dict for every partition)
+        self._owners: dict[bytes, int] = {}
 
     def on_assignment(self) -> None:
         self._memory_timers = None
@@ -201,6 +205,8 @@ class CaseStore:
         else:
             timers = self._memory_timers
             for k, v in items:
+                if k.startswith(UNKEYED):
+                    self._owners[k] = partition
                 if v is None:
                     if store.data.pop(k, None) is not None and timers is not None \
                             and k.startswith(TIMER_PREFIX):
@@ -346,6 +352,33 @@ class CaseStore:
             out.extend(events)
             seq = events[-1].seq + 1 if events else seq + 1
         return out
+
+    def insights(self, partition: int, kind: str | None = None) -> Iterator[dict[str, Any]]:
+        """The insights kept on ``partition`` (``i:``) as published on ``zhida.insights``, a
+        hotspot's counts current; with ``kind``, only that kind's (their ids start with it).
+        One prefix read over every insight the partition has kept."""
+        prefix = INSIGHT_PREFIX + (f"{kind}/".encode() if kind else b"")
+        for _, raw in self._owned(partition, prefix):
+            yield unpack(raw)
+
+    def precedents(self, partition: int) -> Iterator[dict[str, Any]]:
+        """The precedents kept on ``partition`` (``r:``, ``PrecedentRecord`` as JSON), revoked
+        ones included."""
+        for _, raw in self._owned(partition, PRECEDENT_PREFIX):
+            yield unpack(raw)
+
+    def _owned(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """``_prefixed`` for records whose key does not name their partition (``UNKEYED``).
+        RocksDB keeps a store per partition; the memory store is one dict for every
+        partition, so there a key belongs to the partition it was written on, or recovered
+        on (faust's ``_key_partition``), and a key neither knows is nobody's."""
+        if self.rocks:
+            yield from self._prefixed(partition, prefix)
+            return
+        recovered = getattr(self._store, "_key_partition", {})
+        for k, raw in self._prefixed(partition, prefix):
+            if self._owners.get(k, recovered.get(k)) == partition:
+                yield k, raw
 
     def figures(self, partition: int, key: bytes) -> dict[str, Any]:
         """A figures record: ``{"through": offset, "units": {unit: {counter: n}}}``."""

@@ -31,7 +31,7 @@ from engine.core.figures import (
     stats,
     tally,
 )
-from engine.core.model import CaseEvent, CaseFile, CaseState, Command, Expire
+from engine.core.model import CaseEvent, CaseFile, CaseState, Command, Expire, OpenCase
 from engine.core.sla import next_timer
 from schemas.codec import encode
 from tests.support.helpers import T0, open_cmd, rate_cmd, update_cmd
@@ -239,7 +239,7 @@ def test_street_figures(scenario: City) -> None:
         "on_time_ack_rate": 0.5,  # c1 on time, c2 late
         "on_time_resolve_rate": 1.0,
         "overdue": 0, "yellow": 0, "reopened": 0, "reopen_rate": 0.0, "escalations": 1,
-        "backlog": 0}
+        "backlog": 0, "disputes": 0, "precedent_dispatches": 0}
 
 
 def test_district_figures_roll_up_its_streets_and_itself(scenario: City) -> None:
@@ -259,7 +259,8 @@ def test_district_figures_roll_up_its_streets_and_itself(scenario: City) -> None
         "yellow": 0,  # no open case is reminded but not yet late at the end
         "reopened": 1, "reopen_rate": 0.25,  # 1 of 4 resolutions
         "escalations": 5,  # S1: c2; S2: c4, c6; D: c3, c6
-        "backlog": 3}  # c3 at D, c4 and c6 at S2
+        "backlog": 3,  # c3 at D, c4 and c6 at S2
+        "disputes": 0, "precedent_dispatches": 0}  # one return, by one unit
     assert set(children) == set(scenario.world.topology.children(D))
     s1 = scenario.stats(S1)
     del s1["from"], s1["to"], s1["children"]
@@ -269,7 +270,8 @@ def test_district_figures_roll_up_its_streets_and_itself(scenario: City) -> None
         "resolution_rate": 0.5, "rated": 0, "satisfied": 0, "satisfaction_rate": None,
         "on_time_ack_rate": 1.0, "on_time_resolve_rate": 0.0, "overdue": 1, "yellow": 0,
         "reopened": 0,
-        "reopen_rate": 0.0, "escalations": 2, "backlog": 2}
+        "reopen_rate": 0.0, "escalations": 2, "backlog": 2, "disputes": 0,
+        "precedent_dispatches": 0}
     # a street with nothing: every rate null (nothing counted), never 0 or 1
     quiet = children["500103004"]
     assert {k: v for k, v in quiet.items() if k.endswith("_rate")} == dict.fromkeys(
@@ -292,7 +294,8 @@ def test_city_figures(scenario: City) -> None:
         "yellow": 0,
         "reopened": 1, "reopen_rate": 0.25,
         "escalations": 8,  # every escalated event: 渝中 5 + S3 + D2 + the city's top
-        "backlog": 4}  # c3, c4, c5, c6
+        "backlog": 4,  # c3, c4, c5, c6
+        "disputes": 0, "precedent_dispatches": 0}
     assert children[D2]["received"] == 1 and children[D2]["escalations"] == 2
     assert children[D2]["overdue"] == children[D2]["backlog"] == 1
     assert children[D]["received"] == 7
@@ -451,9 +454,21 @@ def test_recount_of_the_topic_equals_the_incremental_counters(
         world: World, openings: list[int], steps: list[tuple], seed: int, cut: int) -> None:
     c = drive(world, openings, steps)
     topic = _as_on_the_topic(c, random.Random(seed))
-    assert recount(topic, TZ) == (c.days, c.now)
+    assert recount(topic, TZ) == (no_disputes(c.days), c.now)
     until = T0 + timedelta(minutes=cut)
-    assert recount(topic, TZ, until) == as_of(c, until)
+    days, now = as_of(c, until)
+    assert recount(topic, TZ, until) == (no_disputes(days), now)
+
+
+def no_disputes(days: Days) -> Days:
+    """The day counters without ``disputes``: a ``zhida.case.events`` message does not say
+    which return made a dispute, so a recount of the topic has every counter but that one."""
+    out: Days = {}
+    for day, units in days.items():
+        for unit, c in units.items():
+            merge(out.setdefault(day, {}), {unit: {n: v for n, v in c.items()
+                                                   if n != "disputes"}})
+    return {day: units for day, units in out.items() if units}
 
 
 def test_recount_of_the_scenario(scenario: City) -> None:
@@ -482,3 +497,45 @@ def test_as_event_takes_messages_models_and_events(scenario: City) -> None:
 
 def test_recount_knows_the_stage_starts_decide_knows() -> None:
     assert figures_module._STAGE_STARTS == STAGE_STARTS
+
+
+# ---- 扯皮 and precedents ----
+
+
+def test_disputes_at_the_arbiter_and_precedent_dispatches_at_the_routed_unit(
+        world: World) -> None:
+    """d1: S1 returns it (to D), D assigns it to S2, S2 returns it: a dispute, the case goes
+    to the arbiter D; D assigns it to S1: the ruling. d2, a later report of the place, is
+    dispatched to S1 by that precedent (its OpenCase carries it, as the place's group
+    forwards it), not to S2 where its location is."""
+    c = City(world)
+    c.at(open_cmd("d1", unit=S1, at=T0))
+    c.at(upd("return", S1, "d1", h(minutes=10)))
+    c.at(upd("assign", D, "d1", h(minutes=20), assign_to=S2))
+    c.at(upd("return", S2, "d1", h(minutes=30)))
+    c.at(upd("assign", D, "d1", h(minutes=40), assign_to=S1))
+    disputed = [e for e in c.history["d1"] if e.dispute]
+    assert [(e.type, e.unit, bool(e.ruling)) for e in disputed] == [
+        ("returned", D, False), ("assigned", S1, True)]
+    ruling = disputed[1].ruling
+    opened = open_cmd("d2", unit=S2, at=h(1))
+    assert isinstance(opened.body, OpenCase)
+    c.at(opened.model_copy(update={"body": opened.body.model_copy(update={
+        "precedent": ruling, "precedent_unit": S1})}))
+    assert [(e.type, e.unit, e.precedent) for e in c.history["d2"][1:2]] == [
+        ("dispatched", S1, ruling)]
+    day = DAY1.isoformat()
+    assert c.days[day][D]["disputes"] == 1 and "disputes" not in c.days[day].get(S2, {})
+    assert c.days[day][S1]["precedent_dispatches"] == 1
+    assert "precedent_dispatches" not in c.days[day][S2]  # d1's first dispatch: the rules
+    d, city, s2 = c.stats(D), c.stats(CITY), c.stats(S2)
+    assert (d["disputes"], d["precedent_dispatches"]) == (1, 1)
+    assert (city["disputes"], city["precedent_dispatches"]) == (1, 1)
+    assert (s2["disputes"], s2["precedent_dispatches"]) == (0, 0)
+    children = {ch["unit"]: ch for ch in d["children"]}
+    assert children[S1]["precedent_dispatches"] == 1 and children[S1]["disputes"] == 0
+    assert c.stats(D, DAY2, DAY2)["disputes"] == 0  # counted on the event's local day
+    assert "disputes" not in figures({}) and "precedent_dispatches" not in figures({})
+    # the core's events recount to the writer's counters; the topic's to all but disputes
+    assert recount(c.history, TZ) == (c.days, c.now)
+    assert recount(c.messages, TZ) == (no_disputes(c.days), c.now)

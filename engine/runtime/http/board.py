@@ -27,6 +27,10 @@ Where each figure comes from, and why:
   the read is over the number of directives, and it survives a restart. The read is cached
   for ``DIRECTIVE_TTL`` seconds so several open boards cost one read; the board merges every
   worker's newest by time.
+- **Hotspots** (每月一题) are the day's top ``insights.BOARD_HOTSPOTS`` by reports, and the
+  **open disputes** (扯皮) the day's disputes no ruling names yet, newest first: the case
+  writer's insight records of every partition, gathered like the figures
+  (engine/runtime/http/insights.py).
 
 Every worker shows the same city; the page and ``/board/data`` say how much of it was counted
 (``coverage``: partitions counted of all, e.g. while a dead worker's partitions wait for the
@@ -51,7 +55,7 @@ from engine.core import figures
 from engine.data.topology import Topology
 from engine.runtime import latest
 from engine.runtime.app import Engine
-from engine.runtime.http import citywide
+from engine.runtime.http import citywide, insights
 from engine.runtime.http import errors as web
 from engine.runtime.latest import LATEST
 
@@ -124,11 +128,14 @@ def describe_coverage(counted: list[int], total: int) -> str:
 
 
 async def board_data(engine: Engine) -> dict[str, Any]:
-    """``GET /board/data``: the city, each district, the latest escalations and directives."""
+    """``GET /board/data``: the city, each district, the latest escalations and directives,
+    the day's top hotspots and its open disputes."""
     topo = engine.world.topology
     day = _today(engine)
-    city = await citywide.gather(engine, day, day, latest=LATEST)
+    city = await citywide.gather(engine, day, day, latest=LATEST,
+                                 records=("hotspots", "open_disputes"))
     total, children = figures.rollup(topo.city, city.units, topo)
+    disputes = city.records.get("open_disputes", [])
     return {
         "day": day.isoformat(),
         "timezone": engine.world.policy.calendar.timezone,
@@ -138,6 +145,9 @@ async def board_data(engine: Engine) -> dict[str, Any]:
         "districts": [row(code, children.get(code, {}), topo) for code in topo.districts],
         "escalations": latest.newest_escalations(city.records.get("escalations", []), topo),
         "directives": latest.newest_directives(city.records.get("latest_directives", [])),
+        "hotspots": insights.board_hotspots(city.records.get("hotspots", []), topo),
+        "disputes": insights.board_disputes(disputes, topo),
+        "open_disputes": len(disputes),
     }
 
 

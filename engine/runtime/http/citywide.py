@@ -1,10 +1,12 @@
 """The whole city from any worker (CONTRACT.md "Several workers: one city"): scatter-gather.
 
 A worker keeps the figure records of the case-table partitions it holds and no others. When
-``GET /units/{code}/stats`` or the board asks for the city, the worker takes its own *share*
-(per held partition: each unit's counters for the period, plus the directive and escalation
-records asked for) and asks every other worker of the group for theirs at the internal route
-``GET /internal/share`` (for workers only), all at once, waiting at most ``PEER_TIMEOUT``.
+``GET /units/{code}/stats``, ``GET /hotspots``, ``GET /precedents`` or the board asks for the
+city, the worker takes its own *share* (per held partition: each unit's counters for the
+period, plus the directive, escalation and insight records asked for,
+engine/runtime/http/insights.py) and asks every other worker of the group for theirs at the
+internal route ``GET /internal/share`` (for workers only), all at once, waiting at most
+``PEER_TIMEOUT``.
 Where the others are comes from faust's assignor (``app.router.table_metadata``: each member's
 ``canonical_url``, handed out with every assignment).
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -39,6 +41,7 @@ from engine.core import figures
 from engine.data.topology import Topology
 from engine.runtime import logs
 from engine.runtime.app import Engine
+from engine.runtime.http import insights
 from engine.runtime.latest import LATEST, directive_rows, held_escalations
 from engine.runtime.store import CaseStore, figures_now_key
 
@@ -57,9 +60,10 @@ Counters = dict[str, dict[str, int]]  # unit code -> counter -> n
 class Share:
     """What one worker answers for the partitions it holds, taken at ``taken_at``.
 
-    ``units``: partition -> unit -> counters (the period's day counters plus now's);
-    ``records``: lists by kind (``directives``, ``latest_directives``, ``escalations``) of
-    records each carrying its ``partition``, so they are counted with their partition's share.
+    ``units``: partition -> unit -> counters (the period's day counters plus now's; empty
+    when none were asked for): the partitions the share claims;
+    ``records``: lists by kind (``RECORD_KINDS``) of records each carrying its ``partition``,
+    so they are counted with their partition's share.
     """
 
     worker: str
@@ -130,7 +134,7 @@ def share_json(share: Share) -> dict[str, Any]:
             **{k: list(v) for k, v in share.records.items()}}
 
 
-RECORD_KINDS = ("directives", "latest_directives", "escalations")
+RECORD_KINDS = ("directives", "latest_directives", "escalations", *insights.KINDS)
 
 
 def parse_share(body: Any) -> Share:
@@ -217,28 +221,38 @@ def partition_units(store: CaseStore, partition: int, start: date, end: date,
 
 
 def local_share(engine: Engine, start: date, end: date, *, unit: str | None = None,
-                issuer: str | None = None, latest: int = 0) -> Share:
+                issuer: str | None = None, latest: int = 0, records: Collection[str] = (),
+                counters: bool = True) -> Share:
     """This worker's share: ``unit``'s counters per held partition (None: the city's),
-    collapsed to its children (``collapse``); with ``issuer``,
+    collapsed to its children (``collapse``), or none without ``counters``; with ``issuer``,
     the directives it issued in the period; with ``latest``, the board's latest directives
-    and escalations of the held partitions."""
+    and escalations of the held partitions; ``records``, the insight records of those kinds
+    (``insights.KINDS``: hotspots of the period at or below ``unit``, open disputes of the
+    period, precedents)."""
     parts = held(engine)
     topo = engine.world.topology
     taken_at = engine.clock()
     top = unit or topo.city
-    units = {p: partition_units(engine.store, p, start, end, top, topo) for p in parts}
-    records: dict[str, list[dict[str, Any]]] = {}
+    tz = ZoneInfo(engine.world.policy.calendar.timezone)
+    units = {p: partition_units(engine.store, p, start, end, top, topo) if counters else {}
+             for p in parts}
+    kept: dict[str, list[dict[str, Any]]] = {}
     if issuer is not None:
-        tz = ZoneInfo(engine.world.policy.calendar.timezone)
-        records["directives"] = [
+        kept["directives"] = [
             {**d.model_dump(mode="json"), "partition": p}
             for p in parts for d in engine.store.directives(p)
             if d.issuer == issuer and start <= d.issued_at.astimezone(tz).date() <= end]
     if latest:
         n = min(latest, LATEST)  # what the board lists
-        records["latest_directives"] = directive_rows(engine, parts, n)
-        records["escalations"] = held_escalations(engine, parts)[:n]
-    return Share(str(engine.app.conf.canonical_url), taken_at, units, records)
+        kept["latest_directives"] = directive_rows(engine, parts, n)
+        kept["escalations"] = held_escalations(engine, parts)[:n]
+    for kind in records:
+        kept[kind] = []  # said even when empty: a peer that does not say it is left out
+    for p in parts if records else ():
+        for kind, found in insights.partition_records(engine.store, p, records, start, end,
+                                                      tz, unit, topo).items():
+            kept[kind].extend(found)
+    return Share(str(engine.app.conf.canonical_url), taken_at, units, kept)
 
 
 # ---- the others' shares ----
@@ -282,14 +296,21 @@ async def fetch_share(engine: Engine, url: str, query: Mapping[str, str]) -> Sha
             body = await r.read()
             if r.status != 200:
                 raise ValueError(f"HTTP {r.status}")
-        return parse_share(orjson.loads(body))
+        share = parse_share(orjson.loads(body))
+        asked = [k for k in query.get("records", "").split(",") if k]
+        if any(k not in share.records for k in asked):  # a worker of an older version
+            raise ValueError(f"no {', '.join(k for k in asked if k not in share.records)}")
+        return share
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:  # JSONDecodeError too
         _note_missing(url, f"{type(e).__name__}: {str(e)[:200]}")
         return None
 
 
 def share_query(start: date, end: date, *, unit: str | None, issuer: str | None,
-                latest: int) -> dict[str, str]:
+                latest: int, records: Collection[str] = (), counters: bool = True
+                ) -> dict[str, str]:
+    """``local_share``'s arguments as ``GET /internal/share`` takes them
+    (engine/runtime/http/routes.py ``share_request``)."""
     q = {"from": start.isoformat(), "to": end.isoformat()}
     if unit is not None:
         q["unit"] = unit
@@ -297,14 +318,22 @@ def share_query(start: date, end: date, *, unit: str | None, issuer: str | None,
         q["issuer"] = issuer
     if latest:
         q["latest"] = str(latest)
+    if records:
+        q["records"] = ",".join(sorted(records))
+    if not counters:
+        q["counters"] = "0"
     return q
 
 
 async def gather(engine: Engine, start: date, end: date, *, unit: str | None = None,
-                 issuer: str | None = None, latest: int = 0) -> City:
-    """The city over [start, end]: this worker's share and every peer's, summed."""
-    mine = local_share(engine, start, end, unit=unit, issuer=issuer, latest=latest)
+                 issuer: str | None = None, latest: int = 0, records: Collection[str] = (),
+                 counters: bool = True) -> City:
+    """The city over [start, end]: this worker's share and every peer's, summed (the
+    arguments: ``local_share``'s)."""
+    mine = local_share(engine, start, end, unit=unit, issuer=issuer, latest=latest,
+                       records=records, counters=counters)
     peers = peer_urls(engine)
-    query = share_query(start, end, unit=unit, issuer=issuer, latest=latest)
+    query = share_query(start, end, unit=unit, issuer=issuer, latest=latest, records=records,
+                        counters=counters)
     theirs = await asyncio.gather(*(fetch_share(engine, url, query) for url in peers))
     return combine([mine, *(s for s in theirs if s is not None)], engine.store.partitions)

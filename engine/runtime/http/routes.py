@@ -11,15 +11,18 @@ reason; whatever a handler raises is logged with its traceback and answered
 turns aiohttp's own 404 and 405 into JSON: no route can answer an HTML error page or fail
 without a trace. (A request line over 8 KB never reaches it: aiohttp's parser answers 400.)
 
-The figures and the board answer for the whole city whichever worker is asked: this worker's
-share and the other workers' (``GET /internal/share``, for workers only) are summed per
-partition by engine/runtime/http/citywide.py, with ``coverage`` saying how much was counted.
+The figures, ``GET /hotspots``, ``GET /precedents`` and the board answer for the whole city
+whichever worker is asked: this worker's share and the other workers' (``GET /internal/share``,
+for workers only) are combined per partition by engine/runtime/http/citywide.py, with
+``coverage`` saying how much was counted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import faust
 import orjson
@@ -32,7 +35,7 @@ from engine.core.model import CaseEvent, CaseFile, CaseState
 from engine.runtime import logs
 from engine.runtime.app import Engine
 from engine.runtime.health import Health
-from engine.runtime.http import board, citywide
+from engine.runtime.http import board, citywide, insights
 from engine.runtime.http.errors import (  # noqa: F401  (names this module answered with)
     ECHO_MAX,
     ID_MAX,
@@ -91,10 +94,42 @@ async def unit_stats_body(engine: Engine, code: str, start: date, end: date
     return body
 
 
+async def hotspots_body(engine: Engine, query: Mapping[str, str]) -> dict[str, Any]:
+    """``GET /hotspots?from&to&unit``: the city's hotspots raised in the period (``from``/``to``
+    as for the stats, default today), with ``unit`` at or below ``unit`` when given, most
+    reports first (engine/runtime/http/insights.py), and ``coverage``. ValueError, with the
+    reason for a 400, for a bad period or an unknown unit."""
+    start, end = period(query.get("from"), query.get("to"),
+                        engine.world.policy.calendar.timezone, engine.clock())
+    unit = query.get("unit") or None
+    if unit is not None and unit not in engine.world.topology:
+        raise ValueError(f"unit: unknown unit {echo(unit)!r}")
+    city = await citywide.gather(engine, start, end, unit=unit, records=("hotspots",),
+                                 counters=False)
+    # a peer filters as this worker does; again here, so an answer never holds more
+    tz = ZoneInfo(engine.world.policy.calendar.timezone)
+    found = insights.hotspots_in(city.records.get("hotspots", []), start, end, tz, unit,
+                                 engine.world.topology)
+    return {"from": start.isoformat(), "to": end.isoformat(), "unit": unit,
+            "hotspots": insights.untagged(insights.ranked(found)),
+            "coverage": city.coverage()}
+
+
+async def precedents_body(engine: Engine) -> dict[str, Any]:
+    """``GET /precedents``: every precedent of the city, revoked ones with ``revoked_at``,
+    oldest first, and ``coverage``."""
+    today = period(None, None, engine.world.policy.calendar.timezone, engine.clock())[0]
+    city = await citywide.gather(engine, today, today, records=("precedents",),
+                                 counters=False)
+    return {"precedents": insights.untagged(insights.by_time(
+                city.records.get("precedents", []))),
+            "coverage": city.coverage()}
+
+
 def share_request(engine: Engine, query: Any) -> dict[str, Any]:
     """``GET /internal/share``: this worker's share (engine/runtime/http/citywide.py). ValueError,
-    with
-    the reason for a 400, for a bad period, an unknown unit or a bad ``latest``."""
+    with the reason for a 400, for a bad period, an unknown unit, a bad ``latest``, an unknown
+    record kind or a bad ``counters``."""
     start, end = period(query.get("from"), query.get("to"),
                         engine.world.policy.calendar.timezone, engine.clock())
     topo = engine.world.topology
@@ -108,7 +143,15 @@ def share_request(engine: Engine, query: Any) -> dict[str, Any]:
         raise ValueError(f"latest: not a number: {echo(query['latest'])!r}") from None
     if not 0 <= latest <= LATEST:
         raise ValueError(f"latest: from 0 to {LATEST}")
-    share = citywide.local_share(engine, start, end, unit=unit, issuer=issuer, latest=latest)
+    records = [k for k in query.get("records", "").split(",") if k]
+    unknown = [k for k in records if k not in insights.KINDS]
+    if unknown:
+        raise ValueError(f"records: unknown kind {echo(unknown[0])!r}")
+    counters = query.get("counters", "1")
+    if counters not in ("0", "1"):
+        raise ValueError(f"counters: 0 or 1, not {echo(counters)!r}")
+    share = citywide.local_share(engine, start, end, unit=unit, issuer=issuer, latest=latest,
+                                 records=records, counters=counters == "1")
     return citywide.share_json(share)
 
 
@@ -175,6 +218,19 @@ def register(engine: Engine, health: Health | None = None) -> None:
         except ValueError as e:
             return self.json({"error": str(e)}, status=400)
         return self.json(await unit_stats_body(engine, code, start, end))
+
+    @app.page("/hotspots")
+    async def hotspots(self: View, request: Request) -> Response:
+        try:
+            body = await hotspots_body(engine, request.query)
+        except ValueError as e:
+            return self.json({"error": str(e)}, status=400)
+        return self.bytes(orjson.dumps(body), content_type="application/json")
+
+    @app.page("/precedents")
+    async def precedents(self: View, request: Request) -> Response:
+        return self.bytes(orjson.dumps(await precedents_body(engine)),
+                          content_type="application/json")
 
     @app.page(citywide.SHARE_PATH)
     async def share(self: View, request: Request) -> Response:

@@ -149,6 +149,34 @@ function renderDirectives(list, tz) {
   }));
 }
 
+function renderHotspots(list, tz) {
+  const ol = $("#hotspots");
+  if (!list.length) {
+    ol.replaceChildren(el("li", { class: "empty" }, "none today"));
+    return;
+  }
+  ol.replaceChildren(...list.map((h) => el("li", { "data-id": h.insight_id,
+    "data-reports": String(h.reports), "data-cases": String(h.cases) },
+  el("span", { class: "when" }, clock(h.at, tz)), el("b", {}, String(h.category)),
+  ` @ ${h.place}`,
+  el("span", { class: "id" }, `${h.unit_name || h.unit} ${h.unit} · 诉 ${h.reports} reports` +
+    ` · ${h.cases} cases`))));
+}
+
+function renderDisputes(list, open, tz) {
+  const ol = $("#disputes");
+  $("#disputes-count").textContent = open ? `${open} open` : "";
+  if (!list.length) {
+    ol.replaceChildren(el("li", { class: "empty" }, "none open today"));
+    return;
+  }
+  ol.replaceChildren(...list.map((d) => el("li", { "data-id": d.insight_id,
+    "data-case": String(d.case_id), "data-arbiter": String(d.arbiter) },
+  el("span", { class: "when" }, clock(d.at, tz)), el("b", {}, String(d.category)),
+  ` ${(d.units || []).join(" ⇄ ")} → ${d.arbiter_name || d.arbiter}`,
+  el("span", { class: "id" }, `case ${d.case_id} · 裁决 arbiter ${d.arbiter}`))));
+}
+
 function render(data) {
   state.data = data;
   $("#day").textContent = data.day;
@@ -166,6 +194,8 @@ function render(data) {
   renderTable(data.districts);
   renderEscalations(data.escalations, data.timezone);
   renderDirectives(data.directives, data.timezone);
+  renderHotspots(data.hotspots || [], data.timezone);
+  renderDisputes(data.disputes || [], data.open_disputes || 0, data.timezone);
   document.body.dataset.state = "ready";
   document.body.dataset.updated = data.generated_at;
 }
