@@ -78,6 +78,7 @@ class CaseEventMessage(Out):
     complainants: int | None = None  # merged: complainants now on the case (一事多诉)
     alarms: int | None = None  # merged: alarms now grouped in the case
     precedent: str | None = None  # dispatched: the ruling whose precedent routed it (2026-12)
+    dispute: str | None = None  # returned (a dispute) and assigned (its ruling): the dispute's id
 
 
 class DirectiveEventMessage(Out):

@@ -82,6 +82,7 @@ def _event_message(case: CaseState, e: CaseEvent) -> Output:
         supervise_due=e.supervise_due, top=e.top,
         boundary=True if case.boundary or e.boundary else None,
         complainants=e.complainants, alarms=e.alarms, precedent=e.precedent,
+        dispute=e.dispute,
     )
     return Output("case_events", case.case_id, msg, msg.event_id, f"zhida.case.{e.type}")
 

@@ -4,7 +4,14 @@ Everything runs on this machine in a temporary directory (broker log, worker log
 data, the demo's SLA policy); it is removed after a successful or interrupted run and kept,
 with its path printed, after a failure. The worker's SLA deadlines are the default policy divided by
 ``--speed``, so the engine's deadlines and the simulated centres share one clock: a centre
-that acknowledges late in simulated time is late for the engine too.
+that acknowledges late in simulated time is late for the engine too. So are the merge and
+hotspot windows: two simulated hours of 一事多诉 merge into one case, and a place's later
+complaints open cases of their own (routed by a ruling's precedent, if any); counts such as
+``hotspot_min_reports`` are kept.
+
+The summary ends with what the engine learnt (``zhida.insights`` and the precedent-routed
+cases, read by the simulator): hotspots, disputes, rulings, and the top hotspot, whose
+current counts come from ``GET /hotspots`` when the worker answers it.
 
 With ``--keep`` the demo prints the board's address after the summary and keeps the broker and
 the worker up until Ctrl-C (or SIGTERM), so the board can be looked at with the demo's figures
@@ -31,17 +38,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter
 
 from engine.data import policy as policy_module
 from engine.data.topology import CITY_TOPIC_KEY, Topology
 from engine.tools import keys
 from engine.tools.broker import EmbeddedBroker, free_port
+from engine.tools.inert import visible
 from engine.tools.process import READY_TIMEOUT, WorkerError, WorkerProcess
 from engine.tools.sim import SimStats
 from engine.tools.sim.cli import ProgressLine, fmt_ms, run_simulation
 
 _duration = TypeAdapter(timedelta)
+WINDOWS = ("merge_window", "hotspot_window")  # [policy] durations on the simulation's clock
 
 
 class DemoError(Exception):
@@ -52,22 +62,31 @@ class DemoError(Exception):
 
 
 def scaled_policy(speed: float, dest: Path, source: Path | None = None) -> Path:
-    """Write the SLA policy with every stage duration divided by ``speed``."""
+    """Write the SLA policy with every stage duration, and the merge and hotspot windows,
+    divided by ``speed`` (a zero window stays zero: merging off)."""
     raw = tomllib.loads(Path(source or policy_module.DATA).read_text(encoding="utf-8"))
     for table in ("stages", "categories"):
         for name, stages in raw.get(table, {}).items():
             raw[table][name] = {
                 k: _scale(v, speed) for k, v in stages.items()
             }
+    general = raw.setdefault("policy", {})
+    for key in WINDOWS:
+        general[key] = _scale(general.get(key, policy_module.General.model_fields[key].default),
+                              speed)
     dest.write_text(_toml(raw), encoding="utf-8")
     return dest
 
 
 def _scale(value: Any, speed: float) -> Any:
+    if not isinstance(value, str):
+        return value  # a number or a table: not a duration
     try:
         seconds = _duration.validate_python(value).total_seconds()
     except Exception:
         return value  # not a duration: keep it
+    if seconds <= 0:
+        return value
     return f"PT{max(seconds / speed, 0.001):.3f}S"
 
 
@@ -142,7 +161,8 @@ def processes_matching(needles: list[str]) -> list[tuple[int, str]]:
 # ---- the summary ----
 
 
-def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespace) -> list[str]:
+def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespace,
+            top: dict[str, Any] | None = None) -> list[str]:
     ev = m.by_label("zhida_case_events_total", "type")
     dead = m.by_label("zhida_deadletters_total", "reason")
     dups = m.total("zhida_duplicates_total")
@@ -177,6 +197,7 @@ def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespac
         f"{ev.get('assigned', 0) - stats.assigns} re-assigned by districts, the rest handled "
         f"by them; {ev.get('assisted', 0)} assists, {ev.get('suspended', 0)} suspensions)",
         f"  reopened      {ev.get('reopened', 0):6d}   (unsatisfied ratings, supervision +1)",
+        *insight_lines(stats, topo, top if top is not None else stats.top_hotspot),
         f"  unauthorized  {dead.get('unauthorized', 0):6d}   refused: {stats.forged} forged "
         "updates from units with no right to the case"
         + (f", {stats.forged_signatures} signed with another unit's key"
@@ -216,6 +237,70 @@ def summary(stats: SimStats, m: Metrics, topo: Topology, args: argparse.Namespac
     if stats.errors:
         lines.append(f"  simulator errors: {stats.errors}")
     return lines
+
+
+def insight_lines(stats: SimStats, topo: Topology, top: dict[str, Any] | None) -> list[str]:
+    """Hotspots, disputes, rulings and precedent-routed cases, and the top hotspot."""
+    ins = stats.insights
+    return [
+        f"  hotspots      {ins['hotspot']:6d}   每月一题: complaints of one category at one "
+        f"place reached the policy's count"
+        + (f"; top: {describe_hotspot(top, topo)}" if top else ""),
+        f"  disputes      {ins['dispute']:6d}   扯皮: a case returned by a second unit went to "
+        f"their common superior ({stats.disputed_returns} 退单 by the disputed streets); "
+        f"{ins['ruling']} rulings; {stats.precedent_cases} later cases routed by precedent "
+        "straight to the ruled unit",
+    ]
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return visible(str(value), 20)
+    return visible(value, 20)
+
+
+def _degrees(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) \
+            and -1000 < value < 1000:
+        return float(value)
+    return None
+
+
+def describe_hotspot(h: dict[str, Any], topo: Topology) -> str:
+    """``category at place, N reports (…)``: every value from the message made inert and cut."""
+    place = h.get("place")
+    if isinstance(place, str):
+        where = (f"{topo.name(place)} ({place})" if place in topo
+                 else visible(place, 40))
+    elif isinstance(place, dict):
+        lat, lon, r = _degrees(place.get("lat")), _degrees(place.get("lon")), \
+            place.get("radius_m")
+        if lat is not None and lon is not None:
+            where = f"the point {lat:.5f}, {lon:.5f}" + (
+                f" (within {_number(r)} m)" if r is not None else "")
+        else:
+            where = visible(orjson.dumps(place).decode(), 80)
+    else:
+        where = visible(place, 40)
+    return (f"{visible(h.get('category'), 40)} at {where}, {_number(h.get('reports'))} "
+            f"reports ({_number(h.get('cases'))} cases, {_number(h.get('repeat_callers'))} "
+            "repeat callers)")
+
+
+def top_hotspot(worker: WorkerProcess) -> dict[str, Any] | None:
+    """The first of ``GET /hotspots`` (ranked by reports, kept current); None when the worker
+    does not answer it."""
+    try:
+        status, body = worker.get("/hotspots")
+        if status != 200:
+            return None
+        found = orjson.loads(body).get("hotspots")
+    except Exception:
+        return None
+    return found[0] if isinstance(found, list) and found and isinstance(found[0], dict) \
+        else None
 
 
 def directive_lines(stats: SimStats, topo: Topology) -> list[str]:
@@ -308,7 +393,7 @@ def main(args: argparse.Namespace) -> int:
         status, body = worker.get("/metrics")
         if status != 200:
             raise DemoError(f"GET /metrics answered {status}")
-        for line in summary(stats, Metrics(body.decode()), topo, args):
+        for line in summary(stats, Metrics(body.decode()), topo, args, top_hotspot(worker)):
             print(line, flush=True)
         if getattr(args, "keep", False):
             keep_up(worker)

@@ -454,21 +454,10 @@ def test_recount_of_the_topic_equals_the_incremental_counters(
         world: World, openings: list[int], steps: list[tuple], seed: int, cut: int) -> None:
     c = drive(world, openings, steps)
     topic = _as_on_the_topic(c, random.Random(seed))
-    assert recount(topic, TZ) == (no_disputes(c.days), c.now)
+    assert recount(topic, TZ) == (c.days, c.now)
     until = T0 + timedelta(minutes=cut)
     days, now = as_of(c, until)
-    assert recount(topic, TZ, until) == (no_disputes(days), now)
-
-
-def no_disputes(days: Days) -> Days:
-    """The day counters without ``disputes``: a ``zhida.case.events`` message does not say
-    which return made a dispute, so a recount of the topic has every counter but that one."""
-    out: Days = {}
-    for day, units in days.items():
-        for unit, c in units.items():
-            merge(out.setdefault(day, {}), {unit: {n: v for n, v in c.items()
-                                                   if n != "disputes"}})
-    return {day: units for day, units in out.items() if units}
+    assert recount(topic, TZ, until) == (days, now)
 
 
 def test_recount_of_the_scenario(scenario: City) -> None:
@@ -536,6 +525,6 @@ def test_disputes_at_the_arbiter_and_precedent_dispatches_at_the_routed_unit(
     assert children[S1]["precedent_dispatches"] == 1 and children[S1]["disputes"] == 0
     assert c.stats(D, DAY2, DAY2)["disputes"] == 0  # counted on the event's local day
     assert "disputes" not in figures({}) and "precedent_dispatches" not in figures({})
-    # the core's events recount to the writer's counters; the topic's to all but disputes
+    # the core's events and the topic's messages (``dispute`` on the return) recount alike
     assert recount(c.history, TZ) == (c.days, c.now)
-    assert recount(c.messages, TZ) == (no_disputes(c.days), c.now)
+    assert recount(c.messages, TZ) == (c.days, c.now)

@@ -98,6 +98,7 @@ def test_demo_runs_the_closed_loop_and_leaves_nothing_behind(tmp_path: Path) -> 
     assert count("dispatched", stdout) > 0, report
     assert count("closed", stdout) > 0, report
     assert count("received", stdout) >= 100, report
+    assert count("hotspots", stdout) >= 0 and count("disputes", stdout) >= 0, report  # insights
     assert re.search(r"intake→dispatch latency: p50 [\d.]+ ms, p99 [\d.]+ ms", stdout), report
     assert re.search(r"busiest districts \(case orders\): \S+区 \d+", stdout), report
     assert "no process left running" in stdout, report

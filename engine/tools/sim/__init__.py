@@ -4,6 +4,9 @@ citizens who rate the results (``zhida simulate``; ``zhida demo`` runs it agains
 - ``generator`` — pure, seedable generation of contract-valid inputs;
 - ``centres`` — city/district/street centres acknowledging, progressing, resolving, verifying;
 - ``citizens`` — complainants answering the request for a rating;
+- ``recurring`` and ``disputes`` — places reported again and again (hotspots) and disputed
+  streets (扯皮) with their rulings;
+- ``watch`` — what the engine found: ``zhida.insights`` and precedent-routed cases;
 - ``cli`` — ``run_simulation`` (the async core, reused by the demo) and ``main``.
 
 This module holds what they share: the counters (``SimStats``), the one scheduler loop that
@@ -63,6 +66,11 @@ class SimStats:
     verifies: int = 0
     returns: int = 0  # 退单 sent by streets
     district_assigns: int = 0  # returned cases placed on by the district
+    disputed_returns: int = 0  # 退单 of the disputed streets and their neighbours (扯皮)
+    rulings: int = 0  # assigns of disputed cases sent by their arbiter
+    insights: Counter[str] = field(default_factory=Counter)  # zhida.insights by kind
+    top_hotspot: dict[str, Any] | None = None  # the hotspot with the most reports seen
+    precedent_cases: int = 0  # cases dispatched straight to a ruled unit (a precedent)
     assists: int = 0  # 吹哨报到 sent
     suspensions: int = 0
     forged: int = 0  # updates sent from a unit with no right to the case

@@ -22,6 +22,12 @@ about 5 % of acknowledged cases summon a district department (吹哨报到), 3 %
 and resumed; and about 2 % of orders draw a forged ``ack`` from a street of another district,
 which the engine must refuse as ``unauthorized``.
 
+扯皮 is played as well (engine/tools/sim/disputes.py): the run's disputed streets return the
+first case of their category, their district passes it to the street next door, which returns
+it too; the engine makes it a dispute, and the district's order with ``dispute: true`` is
+answered with an ``assign`` (the ruling) to the street the plan names, which then works it.
+Every ``dispute: true`` order gets the arbiter's ruling.
+
 One ``Scheduler`` (engine/tools/sim/__init__.py) fires all delayed actions: one pending action per
 case, replaced when a new order for the case arrives (reassignment, reopening).
 """
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +44,9 @@ from engine.data.policy import Policy
 from engine.data.topology import CITY_TOPIC_KEY, Topology
 from engine.tools.sim import CHONGQING, Listener, Scheduler, Sender, SimStats, now_iso
 from engine.tools.sim.directives import Targets
+from engine.tools.sim.disputes import Disputes, Move
 from engine.tools.sim.generator import street_weight
+from engine.tools.sim.recurring import Dispute
 from topics import TopicNames
 
 MINUTE = 60.0
@@ -70,7 +79,7 @@ NOTES = {
 class Centres(Listener):
     def __init__(self, bootstrap: str, names: TopicNames, topology: Topology, sender: Sender,
                  scheduler: Scheduler, stats: SimStats, *, speed: float = 60.0, seed: int = 0,
-                 policy: Policy | None = None) -> None:
+                 policy: Policy | None = None, disputes: Iterable[Dispute] = ()) -> None:
         self.topics = {names.dispatch(d): d for d in (*topology.districts, CITY_TOPIC_KEY)}
         super().__init__(bootstrap, list(self.topics), stats)
         self.names = names
@@ -88,6 +97,7 @@ class Centres(Listener):
         self._streets = topology.streets
         self._cum_weights = list(itertools.accumulate(street_weight(topology, s)
                                                       for s in self._streets))
+        self.disputes = Disputes(disputes, topology, random.Random(f"disputes-{seed}"))
 
     def on_message(self, topic: str, value: dict[str, Any]) -> None:
         self.on_order(value, self.topics.get(topic, CITY_TOPIC_KEY))
@@ -123,13 +133,17 @@ class Centres(Listener):
         target = order["target"]
         located = isinstance(order.get("location"), dict) and "unit" in order["location"]
         key = f"case:{case_id}"
-        if target == self.topology.city and not located:
+        move = self.disputes.move(order)  # 扯皮: disputed streets, arbiters' rulings
+        if move is None and target == self.topology.city and not located:
             self.scheduler.schedule(key, self._real(self.rng.uniform(*TRIAGE)),
                                     lambda: self._assign(order))
             return
         if self.rng.random() < FORGE_SHARE:
             self.scheduler.schedule(f"forged:{case_id}", self._real(self.rng.uniform(*TRIAGE)),
                                     lambda: self._forge(order))
+        if move is not None:
+            self._play(order, move)
+            return
         level = self.topology.level(target) if target in self.topology else None
         if case_id in self._returned and level == "district":
             if self.rng.random() < 0.6 and self.topology.streets_of(target):
@@ -148,6 +162,21 @@ class Centres(Listener):
             return
         delay, late = self._ack_delay(order)
         self.scheduler.schedule(key, self._real(delay), lambda: self._ack(order, late))
+
+    def _play(self, order: dict[str, Any], move: Move) -> None:
+        key = f"case:{order['case_id']}"
+        if move.action == "work":
+            delay, late = self._ack_delay(order)
+            self.scheduler.schedule(key, self._real(delay), lambda: self._ack(order, late))
+            return
+        delay = self._real(self.rng.uniform(*TRIAGE))
+        if move.action == "return":
+            self._returned.add(order["case_id"])
+            self.stats.disputed_returns += 1
+            self.scheduler.schedule(key, delay, lambda: self._return(order))
+        else:
+            to, ruling = move.to or "", move.ruling
+            self.scheduler.schedule(key, delay, lambda: self._assign_to(order, to, ruling))
 
     def _on_supervision(self, order: dict[str, Any]) -> None:
         """督办: the supervising level may act for the late unit (or leave it to go higher)."""
@@ -211,6 +240,17 @@ class Centres(Listener):
     async def _return(self, order: dict[str, Any]) -> None:
         await self._update(order, "return", order["target"], reason=NOTES["return"])
         self.stats.returns += 1
+        self.disputes.returned(order["case_id"], order["target"])
+
+    async def _assign_to(self, order: dict[str, Any], street: str, ruling: bool) -> None:
+        """The district passes a returned case on, or an arbiter rules a dispute."""
+        name = self.topology.name(street) if street in self.topology else street
+        note = f"争议裁定：由{name}负责办理。" if ruling else f"退单审核：转{name}办理。"
+        await self._update(order, "assign", order["target"], assign_to=street, note=note)
+        if ruling:
+            self.stats.rulings += 1
+        else:
+            self.stats.district_assigns += 1
 
     async def _reassign(self, order: dict[str, Any]) -> None:
         district = order["target"]

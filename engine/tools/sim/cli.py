@@ -2,11 +2,12 @@
 
 ``run_simulation`` is the core, also used by ``zhida demo`` (engine/tools/demo.py):
 
-1. positions the centres' consumer (every ``zhida.dispatch.*`` topic) and the citizens'
-   consumer (``zhida.citizen.notifications``) at the end of their topics;
+1. positions the centres' consumer (every ``zhida.dispatch.*`` topic), the citizens'
+   consumer (``zhida.citizen.notifications``) and the insights watch (``zhida.insights``,
+   ``zhida.case.events``) at the end of their topics;
 2. produces ``rate`` regular inputs per second for ``duration`` seconds (complaints ~80 %,
-   keyed by ``complaint_id``; alarms ~20 %, keyed by ``sensor_id``; storms on top), noting the
-   time each was sent;
+   keyed by ``complaint_id``; alarms ~20 %, keyed by ``sensor_id``; storms and the plan's
+   recurring places on top, engine/tools/sim/recurring.py), noting the time each was sent;
 3. lets centres and citizens work for up to ``drain`` more seconds (less once every input has
    been dispatched and nothing is left to do);
 4. returns the counters, with the intake→dispatch latency of every input whose first order
@@ -36,6 +37,7 @@ from engine.tools.sim.centres import Centres
 from engine.tools.sim.citizens import Citizens
 from engine.tools.sim.directives import Desk
 from engine.tools.sim.generator import Generator, Input
+from engine.tools.sim.watch import InsightWatch
 from topics import TopicNames
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -60,24 +62,28 @@ async def run_simulation(bootstrap: str, prefix: str = "zhida.", rate: float = 2
     scheduler = Scheduler(stats)
     sender = Sender(producer, stats, keys_dir,
                     frozenset({names.unit_updates, names.directives}), seed)
-    centres = Centres(bootstrap, names, topo, sender, scheduler, stats, speed=speed, seed=seed)
+    generator = Generator(seed, topo, cat)  # its plan names the disputed streets
+    centres = Centres(bootstrap, names, topo, sender, scheduler, stats, speed=speed, seed=seed,
+                      disputes=generator.plan.disputes)
     citizens = Citizens(bootstrap, names, sender, scheduler, stats, speed=speed, seed=seed)
     desk = Desk(bootstrap, names, topo, sender, scheduler, stats, speed=speed, seed=seed)
+    watch = InsightWatch(bootstrap, names, stats)
     tasks: list[asyncio.Task[None]] = []
     try:
         await centres.start()
         await citizens.start()
         await desk.start()
+        await watch.start()
         stats.started = time.monotonic()
         tasks = [asyncio.create_task(scheduler.run(), name="sim-scheduler"),
                  asyncio.create_task(centres.run(), name="sim-centres"),
                  asyncio.create_task(citizens.run(), name="sim-citizens"),
-                 asyncio.create_task(desk.run(), name="sim-directives")]
+                 asyncio.create_task(desk.run(), name="sim-directives"),
+                 asyncio.create_task(watch.run(), name="sim-insights")]
         if directives:
             desk.plan(duration)
         if progress is not None:
             tasks.append(asyncio.create_task(_report(progress, stats), name="sim-progress"))
-        generator = Generator(seed, topo, cat)
         await _produce(generator, sender, names, stats, rate, duration, tasks)
         await producer.flush()
         await _drain(scheduler, stats, drain, tasks)
@@ -88,6 +94,7 @@ async def run_simulation(bootstrap: str, prefix: str = "zhida.", rate: float = 2
         await centres.stop()
         await citizens.stop()
         await desk.stop()
+        await watch.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
     if progress is not None:
@@ -218,6 +225,9 @@ def summary_lines(stats: SimStats, topology: Topology, rate: float, duration: fl
         f"citizens     {stats.rated} ratings: {ratings['satisfied']} satisfied, "
         f"{ratings['basically_satisfied']} basically satisfied, {ratings['unsatisfied']} "
         f"unsatisfied; {stats.unanswered} never answer",
+        f"insights     {stats.insights['hotspot']} hotspots, {stats.insights['dispute']} "
+        f"disputes ({stats.disputed_returns} planned 退单), {stats.insights['ruling']} rulings "
+        f"({stats.rulings} sent), {stats.precedent_cases} cases routed by precedent",
         f"busiest      {busiest or 'n/a'}",
         f"latency      intake→dispatch p50 {fmt_ms(stats.percentile(50))}, "
         f"p99 {fmt_ms(stats.percentile(99))} (n={len(stats.latencies_ms)})",

@@ -14,30 +14,35 @@ What it aims to look like:
   (the engine triages those at the city centre);
 - sensor alarms from stable sensor ids (one id per sensor place), with a severity mix and a
   plausible reading, plus now and then a storm: a burst of waterlogging alarms from many
-  sensors of one district.
+  sensors of one district;
+- recurring problems (engine/tools/sim/recurring.py): a few places reported again and again
+  over the run, partly by the same callers, and the disputed streets' places among them; drawn
+  from a random source of their own, so they come on top of the regular inputs of a seed.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.core.ids import case_id_for
 from engine.data.catalogue import Catalogue
 from engine.data.topology import Topology
+from engine.tools.sim.people import CENTRAL_DISTRICTS, PHONE_PREFIXES, SURNAMES
+
+if TYPE_CHECKING:
+    from engine.tools.sim.recurring import Place, Plan
 
 CHONGQING = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=CHONGQING)
 
 #: 渝中 江北 沙坪坝 九龙坡 南岸 渝北 巴南: the central urban districts, busier than the rest
-CENTRAL_DISTRICTS: tuple[str, ...] = (
-    "500103", "500105", "500106", "500107", "500108", "500112", "500113",
-)
 CENTRAL_WEIGHT = 5.0  # a central street is this many times busier than an outer one
 URBAN_STREET_WEIGHT = 2.0  # a 街道 (urban sub-district) against a 镇/乡 (town, township)
 
@@ -85,10 +90,6 @@ UNPLACED_SHARE = 0.05  # complaints located by coordinates or address instead of
 REPEAT_SHARE = 0.05  # complaints followed by 1-2 more callers about the same problem
 COMPLAINT_SHARE = 0.8
 
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何罗高林谭冉向"
-PHONE_PREFIXES = ("138", "139", "135", "136", "137", "150", "151", "152", "157", "158", "159",
-                  "182", "187", "188", "130", "131", "132", "155", "156", "185", "186", "133",
-                  "153", "180", "189", "177", "199")
 ROADS = ("解放路", "中山路", "民族路", "新华路", "人民路", "建设路", "滨江路", "渝州路",
          "金开大道", "龙湖路", "学府大道", "杨家坪正街", "南坪正街", "观音桥步行街",
          "三峡广场", "红旗河沟", "大坪正街", "鱼洞大道", "石桥铺", "北城天街")
@@ -226,7 +227,8 @@ class Generator:
                  catalogue: Catalogue | None = None, *, storm_chance: float = STORM_CHANCE,
                  complaint_share: float = COMPLAINT_SHARE,
                  unplaced_share: float = UNPLACED_SHARE,
-                 repeat_share: float = REPEAT_SHARE) -> None:
+                 repeat_share: float = REPEAT_SHARE, recurring: bool = True,
+                 plan: Plan | None = None) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.topology = topology or Topology.load()
@@ -251,6 +253,13 @@ class Generator:
         self._complaints = itertools.count(1)
         self._events = itertools.count(1)
         self._ticks = 0
+        # recurring places (the recurring module draws its plan from this module's tables)
+        from engine.tools.sim.recurring import Recurring, plan_for
+
+        self.plan = plan or plan_for(seed, topo, self.catalogue)
+        self.recurring = Recurring(self.plan) if recurring else None
+        self._again = random.Random(f"recurring-complaints-{seed}")
+        self._again_ids = itertools.count(1)
 
     # ---- the usual entry point ----
 
@@ -265,6 +274,9 @@ class Generator:
             out.extend(self.repeats(item))  # 一事多诉: neighbours call about the same thing
         if self.has_waterlogging and self.rng.random() < self.storm_chance:
             out.extend(self.storm(now))
+        again = self.recurring.due(self._ticks) if self.recurring is not None else None
+        if again is not None:
+            out.append(self.recurring_complaint(*again, now))
         return out
 
     # ---- complaints ----
@@ -285,6 +297,38 @@ class Generator:
                 value.pop("citizen", None)
             out.append(Input("complaint", value["complaint_id"], value))
         return out
+
+    def recurring_complaint(self, place: Place, n: int = 0, now: datetime | None = None
+                            ) -> Input:
+        """Report ``n`` (from 0) of a recurring place: often from one of its regular callers;
+        a point place by coordinates within ``POINT_JITTER_M`` of its landmark."""
+        from engine.tools.sim.recurring import POINT_JITTER_M, regular_caller
+
+        rng, now = self._again, now or T0
+        complaint_id = f"SIM{self.seed}-R{next(self._again_ids):07d}"
+        channel = "hotline" if rng.random() < 0.7 else "app"
+        location: dict[str, Any]
+        if place.point is not None:
+            lat, lon = place.point
+            d, bearing = rng.uniform(0, POINT_JITTER_M), rng.uniform(0, 2 * math.pi)
+            location = {"lat": round(lat + d * math.cos(bearing) / 111_320, 6),
+                        "lon": round(lon + d * math.sin(bearing)
+                                     / (111_320 * math.cos(math.radians(lat))), 6)}
+        else:
+            location = {"unit": place.unit}
+        regular = regular_caller(place, n)
+        citizen = ({"name": regular[0], "phone": regular[1]} if regular is not None
+                   else self._citizen(channel, rng))
+        lag = rng.uniform(20, 240) if channel == "hotline" else rng.uniform(1, 30)
+        value: dict[str, Any] = {
+            "complaint_id": complaint_id, "channel": channel, "category": place.category,
+            "description": self._description(place.category, place.unit, rng, place.name),
+            "location": location,
+            "reported_at": (now - timedelta(seconds=lag)).isoformat(timespec="seconds"),
+        }
+        if citizen is not None:
+            value["citizen"] = citizen
+        return Input("complaint", complaint_id, value)
 
     def complaint(self, now: datetime | None = None) -> Input:
         rng = self.rng
@@ -327,20 +371,23 @@ class Generator:
             place += self.topology.name(street)
         return {"address": f"重庆市{place}{rng.choice(ROADS)}{rng.randint(1, 300)}号附近"}
 
-    def _description(self, category: str, street: str) -> str:
-        rng = self.rng
+    def _description(self, category: str, street: str | None,
+                     rng: random.Random | None = None, place: str | None = None) -> str:
+        rng = rng or self.rng
         templates = TEMPLATES.get(category)
         template = rng.choice(templates) if templates else GENERIC_TEMPLATE
         known = self.catalogue.get(category, "complaint")
         return template.format(
-            place=self.topology.name(street), road=rng.choice(ROADS),
+            place=place or (self.topology.name(street) if street else ""),
+            road=rng.choice(ROADS),
             hour=rng.choice(("十", "十一", "十二")), days=rng.randint(2, 15),
             hours=rng.randint(3, 30), minutes=rng.choice((20, 30, 40)),
             line=rng.choice((1, 2, 3, 5, 6, 9, 10)), name=known.name if known else category,
         )
 
-    def _citizen(self, channel: str) -> dict[str, str] | None:
-        rng = self.rng
+    def _citizen(self, channel: str, rng: random.Random | None = None
+                 ) -> dict[str, str] | None:
+        rng = rng or self.rng
         if channel == "media" or (channel == "grid" and rng.random() < 0.5):
             return None
         name = rng.choice(SURNAMES) + rng.choice(("先生", "女士"))
