@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.core import ids, merge
@@ -37,6 +37,7 @@ from engine.core.model import (
     GroupReopened,
     GroupRevoke,
     GroupRuling,
+    IssueDirective,
     OpenCase,
     Sighting,
     Spot,
@@ -44,6 +45,7 @@ from engine.core.model import (
 from engine.core.react import Output
 from engine.core.routing import UnknownUnit, route
 from engine.core.world import World
+from schemas.inbound import Directive, UnitsTarget
 from schemas.outbound import HotspotInsight, PrecedentRecord, RevokedInsight
 
 SIGHTINGS_KEPT = 32  # reports a place remembers within the window (the threshold if more)
@@ -65,6 +67,7 @@ class GroupDecision:
     outputs: list[Output] = field(default_factory=list)
     records: list[HotspotInsight | PrecedentRecord] = field(default_factory=list)
     joined: bool = False
+    commands: list[Command] = field(default_factory=list)  # a 未诉先办 directive to issue
 
 
 # ---- the group: merging, hotspots, precedents ----
@@ -102,7 +105,31 @@ def decide_group(group: merge.GroupState | None, cmd: Command, world: World
     seen = Sighting(at=cmd.at, report=body.case_id, case_id=forward.aggregate,
                     caller=_caller(g.key, report), unit=unit)
     g, outputs, records = _count(g, report, seen, again, world)
-    return GroupDecision(g, forward, outputs, records, joined=routed.joined)
+    ack = policy.directive_on_hotspot
+    issued = [c for o in outputs if ack is not None and isinstance(o.value, HotspotInsight)
+              for c in [directive_for(o.value, world, ack)] if c is not None]
+    return GroupDecision(g, forward, outputs, records, joined=routed.joined, commands=issued)
+
+
+def directive_for(h: HotspotInsight, world: World, ack_within: timedelta) -> Command | None:
+    """未诉先办: the place's district tells its street to act before the next complaint
+    (``[insights] directive_on_hotspot``); its id derives from the hotspot's, so a resend
+    after a crash is the same directive. None where there is no district above the unit."""
+    topo = world.topology
+    target = topo.street_of(h.unit) or h.unit
+    issuer = topo.district_of(target)
+    if issuer is None or issuer == target or target not in topo:
+        return None
+    digest = hashlib.blake2b(h.insight_id.encode(), digest_size=8).hexdigest().upper()
+    place = h.place if isinstance(h.place, str) else f"{h.place['lat']:.5f},{h.place['lon']:.5f}"
+    directive = Directive(
+        directive_id=f"WSXB-{digest}", issuer=issuer,
+        title=f"未诉先办：{h.category} 高发（{place}）",
+        body=(f"{h.window_start:%Y-%m-%d} 起 {h.reports} 件同类诉求（{h.cases} 案，"
+              f"{h.repeat_callers} 位市民重复来电）。请主动排查处置并报告。"),
+        targets=UnitsTarget(units=[target]), ack_within=ack_within, issued_at=h.at)
+    return Command(aggregate=directive.directive_id, at=h.at,
+                   body=IssueDirective(directive=directive))
 
 
 def _routed_unit(world: World, report: OpenCase) -> str:

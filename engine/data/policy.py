@@ -329,11 +329,20 @@ class Calendar(_Table):
 # ---- the policy ----
 
 
+class Insights(_Table):
+    """``[insights]``: what the engine does with an insight itself (docs/insights.md)."""
+
+    # 未诉先办: a hotspot raised issues a directive from the place's district to its street
+    directive_on_hotspot: bool = False
+    directive_ack_within: Window = "P1D"
+
+
 class Policy(_Table):
     """The whole file. Frozen; ``deadline`` is a dict lookup (it runs on every command)."""
 
     general: General = Field(default_factory=General, alias="policy")
     stages: Stages = Field(default_factory=Stages)
+    insights: Insights = Field(default_factory=Insights)
     categories: dict[str, CategoryOverride] = Field(default_factory=dict)
     calendar: Calendar = Field(default_factory=Calendar)
 
@@ -456,6 +465,14 @@ class Policy(_Table):
         """Wall-clock time, as the merge window."""
         days, us = parse_duration(self.general.hotspot_window)
         return timedelta(days=days, microseconds=us)
+
+    @property
+    def directive_on_hotspot(self) -> timedelta | None:
+        """How long the street has to acknowledge a 未诉先办 directive; None: none issued."""
+        if not self.insights.directive_on_hotspot:
+            return None
+        days, us = parse_duration(self.insights.directive_ack_within)
+        return timedelta(days=days, microseconds=us) or None
 
     @property
     def storm_alarms_per_minute(self) -> int:

@@ -409,6 +409,7 @@ class CaseWriter:
         new = routed.group.model_copy(update={"through": offset})
         if forward is not None:
             batch.outputs.append(self._command_record(forward))
+        batch.outputs.extend(self._command_record(c) for c in routed.commands)
         batch.outputs.extend(self.engine.outputs.output_record(o) for o in routed.outputs)
         self.engine.metrics.count_outputs(routed.outputs)
         self._keep_insights(batch, p, routed.records)

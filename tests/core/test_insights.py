@@ -279,3 +279,29 @@ def test_with_merging_off_reports_in_any_time_order_keep_their_own_cases(
     assert len(cases) == 5
     (h,) = t.insights("hotspot")
     assert h.cases == 5 and h.reports == 5
+
+
+def test_a_hotspot_can_issue_a_directive_from_the_district_to_the_street(
+        tmp_path: Path) -> None:
+    """未诉先办 (``[insights] directive_on_hotspot``, off by default): one directive per
+    hotspot, with an id derived from it, issued by the street's district."""
+    on = world_with('[policy]\nmerge_window = "PT0S"\n[insights]\ndirective_on_hotspot = true\n'
+                    'directive_ack_within = "PT4H"\n', tmp_path)
+    issued = []
+    g = None
+    for i in range(7):
+        report = complaint(i)
+        key = group_of(on, report)
+        assert key is not None
+        cmd = Command(aggregate=key, at=T0 + timedelta(hours=i),
+                      body=GroupOpen(open=report, case_id=case_id_for("complaint", f"k{i}")))
+        d = insights.decide_group(g, cmd, on)
+        assert d is not None
+        g = d.group
+        issued += d.commands
+    (c,) = issued
+    directive = c.body.directive
+    assert c.aggregate == directive.directive_id and directive.issuer == DISTRICT
+    assert directive.targets.units == [STREET] and directive.ack_within == timedelta(hours=4)
+    again = insights.directive_for(g.spots[0].hotspot, on, timedelta(hours=4))
+    assert again is not None and again.aggregate == c.aggregate  # the id is the hotspot's
