@@ -158,7 +158,7 @@ def test_replay_with_the_recorded_firings_is_exact(live: Live) -> None:
     assert r.states == live.states
     assert diverged(live.messages, r.events) == {}  # as zhida.case.events carries them
     assert r.directive_events == live.directive_events and r.directives == live.directives
-    assert r.skipped == Counter({"group_open": 6, "group_forget": 3})
+    assert r.skipped == Counter({"group_open": 6, "group_forget": 3, "group_reopened": 1})
     # the live run's forward after the bounce: opened at once here, a duplicate when read
     assert r.duplicates == live.outcomes["Duplicate"] + 1
     assert r.ignored == live.outcomes["Ignored"] == 1  # the directive's stale firing
@@ -217,7 +217,8 @@ def test_skipped_kinds_are_counted(world: World) -> None:
     r = replay([*live.log, late], world, recorded_firings=False, until=END)
     expires = sum(c.body.kind == "expire" for c in live.log)
     tasks = sum(c.body.kind == "directive_expire" for c in live.log)
-    assert r.skipped == Counter({"group_open": 6, "group_forget": 3, "expire": expires,
+    assert r.skipped == Counter({"group_open": 6, "group_forget": 3, "group_reopened": 1,
+                                 "expire": expires,
                                  "directive_expire": tasks})
     assert r.after_until == 1
 
@@ -556,3 +557,24 @@ def test_level_of_names_where_the_supervision_went(world: World) -> None:
     assert level_of("500000-JT", False, topo) == "city"  # a city department
     assert level_of(None, True, topo) == "top"
 
+
+
+def test_a_ruling_and_the_case_its_precedent_routed_replay_exactly(world: World) -> None:
+    """Issue 26: the precedent is the live group's decision, recorded on the forwarded
+    ``OpenCase``; replay decides the dispute, the ruling and the routed case again, exactly,
+    and a candidate policy keeps the precedent's routing."""
+    live = Live(world, lag=timedelta(0))
+    live.input(live.routed(complaint(1), m(1)))
+    live.input(upd("return", STREET, cid(1), 2, reason="不归我们"))
+    live.input(upd("assign", DISTRICT, cid(1), 3, assign_to=OTHER_STREET))
+    live.input(upd("return", OTHER_STREET, cid(1), 4, reason="也不归我们"))
+    live.input(upd("assign", DISTRICT, cid(1), 5, assign_to=OTHER_STREET))  # the ruling
+    live.input(live.routed(complaint(2), m(200)))  # after the merge window: its own case
+    (routed,) = [e for e in live.events[cid(2)] if e.type == "dispatched"]
+    assert routed.unit == OTHER_STREET and routed.precedent is not None
+    assert [e.dispute is not None for e in live.events[cid(1)] if e.type == "returned"] == [
+        False, True]
+    r = replay(live.log, world, recorded_firings=True, until=END)
+    assert r.events == live.events and diverged(live.messages, r.events) == {}
+    candidate = replay(live.log, world, recorded_firings=False, until=END)
+    assert [e.unit for e in candidate.events[cid(2)] if e.type == "dispatched"] == [OTHER_STREET]

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from engine.core import Accepted, World, apply, decide, file_after, merge, react
+from engine.core import Accepted, World, apply, decide, file_after, insights, merge, react
 from engine.core import directive as dv
 from engine.core.decide import Bounce
 from engine.core.figures import Days, tally
@@ -27,7 +27,6 @@ from engine.core.model import (
     Complainant,
     DirectiveExpire,
     Expire,
-    GroupForget,
     GroupOpen,
     IssueDirective,
     OpenCase,
@@ -106,10 +105,8 @@ class Live:
         if kind in DIRECTIVE_KINDS:
             self.directive(cmd)
             return
-        if kind in GROUP_KINDS:
-            p = self.world.policy
-            routed = merge.route(self.groups.get(cmd.aggregate), cmd, p.merge_window,
-                                 p.merge_radius_m)
+        if kind in GROUP_KINDS:  # engine/runtime/writer.py ``_group``
+            routed = insights.decide_group(self.groups.get(cmd.aggregate), cmd, self.world)
             if routed is None:
                 return
             self.groups[cmd.aggregate] = routed.group
@@ -119,6 +116,8 @@ class Live:
                     fwd = fwd.model_copy(update={"body": fwd.body.model_copy(
                         update={"group": cmd.aggregate})})
                 self.write(fwd)
+            for issued in routed.commands:
+                self.write(issued)
             return
         before = self.states.get(cmd.aggregate)
         d = decide(before, cmd, self.world)
@@ -139,10 +138,8 @@ class Live:
         for (unit, day), c in delta.days.items():
             merge_counters(self.days.setdefault(day, {}), {unit: c})
         merge_counters(self.now, delta.now)
-        if after.state == "closed" and after.group and (before is None
-                                                        or before.state != "closed"):
-            self.write(Command(aggregate=after.group, at=cmd.at,
-                               body=GroupForget(case_id=cmd.aggregate)))
+        for notice in insights.group_notices(before, after, d.events, cmd.at):
+            self.write(notice)  # closed, reopened, ruled (engine/core/insights.py)
 
 
     def directive(self, cmd: Command) -> None:
