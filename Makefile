@@ -69,6 +69,11 @@ bench-timers: $(STAMP)  ## SLA timers: lateness with 1M armed, a 20k burst, SIGK
 bench-replay: $(STAMP)  ## zhida replay's core on a synthetic month (1,000,000 inputs, 300,000 cases; --scale): inputs/s, memory; writes docs/benchmarks-replay.md
 	$(BIN)/python -m bench.replay $(ARGS)
 
+.PHONY: bench-profile
+bench-profile: $(STAMP)  ## py-spy on the worker at saturation and at 200/s, ms by hop (merging on/off); writes docs/benchmarks-profile.md
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.profile $(ARGS)
+
 docs: $(STAMP)  ## regenerate docs/schemas/*.json and docs/lifecycle.md
 	$(BIN)/python -m engine.docgen
 

@@ -2,7 +2,7 @@
 
 It lives in tests/integration, so ``make test`` runs it (``make bench-cityday-short`` runs it
 alone; ``CITYDAY_SEED=n`` replays one day). Two workers of one group on their own embedded
-broker, the second-scale policy tests/data/cityday-short.toml, a day compressed into 45 s of
+broker, the second-scale policy tests/data/cityday-short.toml, a day compressed into 36 s of
 load (bench/cityday.py ``CityDayLoad``: complaints with neighbours' repeats, alarms with a storm
 in one street, two directives, and the units' and citizens' answers: acks, returns and the
 assignments after them, resolutions, ratings that reopen or close, verifications, forged acks),
@@ -36,15 +36,15 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "tests" / "data" / "cityday-short.toml"
 TZ = ZoneInfo("Asia/Shanghai")  # the policy's calendar zone (the default)
-SECONDS = 45.0  # of load: ~27 complaints/s on average, ~50/s at the day's peaks
+SECONDS = 36.0  # of load: ~27 complaints/s on average, ~50/s at the day's peaks
 WORKERS = 2
 
 
 def short_day(seed: int) -> tuple[CrashConfig, DayConfig]:
-    day = DayConfig(seconds=SECONDS, complaints=1_200, alarms=260, storm=100, storm_seconds=3,
+    day = DayConfig(seconds=SECONDS, complaints=960, alarms=210, storm=100, storm_seconds=3,
                     directives=2, directive_ack=6, directive_report=12, forge_every=25,
                     seed=seed)
-    cfg = CrashConfig(duration=SECONDS, kill_every=25, kills=1, rate=0.0, min_uptime=5,
+    cfg = CrashConfig(duration=SECONDS, kill_every=20, kills=1, rate=0.0, min_uptime=5,
                       jitter=5, tail=5, ready_timeout=90, drain_timeout=90, forge_every=25,
                       directive_every=0, seed=seed, worker_env={"ZHIDA_POLICY": str(POLICY)},
                       workers=WORKERS, down=3)

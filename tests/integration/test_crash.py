@@ -33,11 +33,11 @@ async def test_sigkill_under_load_loses_no_output_and_forks_no_seq(tmp_path: Pat
     broker = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
     broker_proc = broker.proc
     try:
-        # as many kills as fit in 45 s of load: one every 5 s, but each 1-4 s after the
+        # as many kills as fit in 32 s of load: one every 5 s, but each 1-4 s after the
         # worker is ready again (so mostly while it catches up on the backlog of its downtime).
         # The backlog left at the end takes ~19 s to drain here and more on a slower runner
         # (CI once ran out at 20 s): the drain waits up to 50 s while outputs keep coming
-        cfg = CrashConfig(duration=45, kill_every=5, kills=None, rate=RATE, min_uptime=1,
+        cfg = CrashConfig(duration=32, kill_every=5, kills=None, rate=RATE, min_uptime=1,
                           jitter=3, tail=4, ready_timeout=60, drain_timeout=50,
                           forge_every=10, directive_every=DIRECTIVE_EVERY, report_every=3,
                           silent_every=5, seed=None)

@@ -30,7 +30,7 @@ async def test_three_workers_killed_in_turn_lose_and_reorder_nothing(tmp_path: P
     broker = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
     broker_proc = broker.proc
     try:
-        cfg = CrashConfig(duration=45, kill_every=12, kills=MIN_KILLS, rate=RATE, min_uptime=2,
+        cfg = CrashConfig(duration=36, kill_every=10, kills=MIN_KILLS, rate=RATE, min_uptime=2,
                           jitter=2, tail=6, ready_timeout=90, drain_timeout=90,
                           drain_stall=20, forge_every=10, directive_every=50, report_every=3,
                           silent_every=5, seed=None, workers=WORKERS, down=3)
