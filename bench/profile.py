@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,8 +45,10 @@ from bench.harness import (
     Failed,
     cancel_on_signals,
     elapsed,
+    fresh_broker,
     loadavg_text,
     percentiles,
+    proc_cpu,
     progress,
     run_bench,
     stop_all_children,
@@ -59,43 +62,50 @@ from engine.data.topology import Topology
 from engine.tools.broker import EmbeddedBroker
 
 OUT = ROOT / "docs" / "benchmarks-profile.md"
+IDLE_SECONDS = 5.0
 PY_SPY = Path(sys.executable).parent / "py-spy"
 # the layers a sample is charged to, innermost first: (label, path fragments)
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("rules (engine/core)", ("/engine/core/",)),
-    ("pydantic (validate, dump)", ("/pydantic/", "/pydantic_core/")),
+    ("rules (engine/core)", ("engine/core/",)),
+    ("pydantic (validate, dump)", ("pydantic/", "pydantic_core/")),
     ("writer and store (engine/runtime/writer, delivery, store)",
-     ("/engine/runtime/writer.py", "/engine/runtime/delivery.py", "/engine/runtime/store.py",
-      "/engine/runtime/storekeys.py")),
-    ("intake (handlers, engine/runtime/intake)", ("/handlers/", "/engine/runtime/intake.py")),
+     ("engine/runtime/writer.py", "engine/runtime/delivery.py", "engine/runtime/store.py",
+      "engine/runtime/storekeys.py")),
+    ("intake (handlers, engine/runtime/intake)", ("handlers/", "engine/runtime/intake.py")),
     ("rest of the engine (engine/, schemas/, topics/)",
-     ("/engine/", "/schemas/", "/topics/")),
-    ("rocksdb and faust's tables", ("/faust/stores/", "/faust/tables/", "rocksdict")),
-    ("aiokafka (protocol, fetch, produce)", ("/aiokafka/",)),
-    ("faust and mode (streams, agents, sensors)", ("/faust/", "/mode/")),
-    ("asyncio (the event loop)", ("/asyncio/",)),
+     ("engine/", "schemas/", "topics/")),
+    ("rocksdb and faust's tables", ("faust/stores/", "faust/tables/", "rocksdict")),
+    ("aiokafka (protocol, fetch, produce)", ("aiokafka/",)),
+    ("faust and mode (streams, agents, sensors)", ("faust/", "mode/")),
+    ("asyncio (the event loop)", ("asyncio/",)),
 )
 OTHER = "other (logging, prometheus, stdlib)"
 # inclusive: a sample counts for each of these found anywhere on its stack
 INCLUSIVE: tuple[tuple[str, str], ...] = (
-    ("the case writer's batch (CaseWriter.handle)", "handle (/"),
-    ("the writer's delivery of outputs (delivery.py)", "/engine/runtime/delivery.py"),
-    ("the core's decisions (engine/core)", "/engine/core/"),
-    ("intake agents (engine/runtime/intake.py)", "/engine/runtime/intake.py"),
-    ("pydantic", "/pydantic"),
-    ("orjson-free JSON work in the schemas (schemas/)", "/schemas/"),
-    ("aiokafka", "/aiokafka/"),
+    ("the case writer's batch (CaseWriter.handle)", "handle ("),
+    ("the writer's delivery of outputs (delivery.py)", "engine/runtime/delivery.py"),
+    ("the core's decisions (engine/core)", "engine/core/"),
+    ("intake agents (engine/runtime/intake.py)", "engine/runtime/intake.py"),
+    ("pydantic", "pydantic"),
+    ("the schemas (schemas/)", "schemas/"),
+    ("aiokafka", "aiokafka/"),
 )
 
 
 # ---- CPU: py-spy ----
 
 
+def _in(part: str, frame: str) -> bool:
+    """py-spy names a frame ``function (path:line)``, the path relative to its import root
+    (``engine/core/decide.py``) or absolute for the standard library."""
+    return f"({part}" in frame or f"/{part}" in frame
+
+
 def classify(stack: list[str]) -> str:
     """The layer of the innermost frame that belongs to one (frames are root first)."""
     for frame in reversed(stack):
         for label, parts in LAYERS:
-            if any(p in frame for p in parts):
+            if any(_in(p, frame) for p in parts):
                 return label
     return OTHER
 
@@ -116,11 +126,11 @@ def read_raw(path: Path) -> tuple[Counter[str], Counter[str], int]:
         total += n
         layers[classify(stack)] += n
         for label, part in INCLUSIVE:
-            if part == "handle (/":
-                hit = any(f.startswith("handle (") and "/engine/runtime/writer.py" in f
-                          for f in stack)
+            if part == "handle (":
+                hit = any(f.startswith("CaseWriter.handle (") or (
+                    f.startswith("handle (") and "engine/runtime/writer.py" in f) for f in stack)
             else:
-                hit = any(part in f for f in stack)
+                hit = any(_in(part, f) for f in stack)
             if hit:
                 inclusive[label] += n
     return layers, inclusive, total
@@ -159,12 +169,14 @@ async def profile_saturation(ctx: Ctx, n: int, rate: int) -> Profile:
         sampler = spy(run.pid, 60, out, rate)
         t0 = time.perf_counter()
         await produce_all(ctx.bootstrap, run.names.complaints, msgs)
-        await reader.wait_all(120, run)
-        prof.seconds = time.perf_counter() - t0
+        # merging on: a complaint that joins a case has no order of its own; done when the
+        # orders stop coming
+        last = await reader.settle(quiet=10.0, stall=120, run=run)
+        prof.seconds = last - t0
         prof.complaints = len(reader.seen)
-        sampler.terminate()
+        sampler.send_signal(signal.SIGINT)  # py-spy writes what it has on Ctrl-C
         with contextlib.suppress(subprocess.TimeoutExpired):
-            sampler.wait(10)
+            sampler.wait(20)
         await reader.stop()
         layers, inclusive, total = read_raw(out)
         prof.layers, prof.inclusive, prof.samples = dict(layers), dict(inclusive), total
@@ -230,6 +242,22 @@ class Orders:
                         self.seen.setdefault(body["case_id"], now)
                         self.order_ts.setdefault(body["case_id"], ts)
 
+    async def settle(self, quiet: float, stall: float, run: EngineRun) -> float:
+        """Until no order came for ``quiet`` s (after at least one); the time of the last."""
+        count, last = 0, time.perf_counter()
+        started = last
+        while True:
+            await asyncio.sleep(0.2)
+            now = time.perf_counter()
+            if len(self.seen) != count:
+                count, last = len(self.seen), now
+            elif count and now - last > quiet:
+                return last
+            if not run.alive():
+                raise Failed("the worker exited")
+            if not count and now - started > stall:
+                raise Failed("no order at all")
+
     async def wait_all(self, stall: float, run: EngineRun) -> None:
         last, count = time.perf_counter(), 0
         while len(self.seen) < len(self.expected):
@@ -253,29 +281,42 @@ def median_ms(values: list[float]) -> float | None:
     return round(statistics.median(values) * 1000, 1) if values else None
 
 
-async def hops(ctx: Ctx, rate: float, seconds: float, merging: bool, sample: int
-               ) -> dict[str, Any]:
+async def hops(ctx: Ctx, rate: float, seconds: float, merging: bool, sample: int | None,
+               fetch_wait_ms: int | None = None) -> dict[str, Any]:
+    """``sample``: py-spy's rate (it takes CPU from the worker and broker: the latency of a
+    sampled run is not the engine's); None: not sampled."""
     label = "on" if merging else "off"
     policy = ctx.workdir / ("policy-default.toml" if merging else "policy-no-merge.toml")
     if not merging:
         no_merge_policy(ctx.workdir)
-    run = EngineRun(ctx, f"hop{label}", policy=policy)
+    run = EngineRun(ctx, f"hop{label}{'s' if sample else ''}", policy=policy)
     total = max(1, int(rate * seconds))
     # distinct categories per complaint (seed) are not needed: merged ones have no order and
     # are left out of the percentiles, as in bench/run.py's latency
-    msgs = complaints(total, f"{ctx.tag}hop{label}", seed=11)
+    msgs = complaints(total, f"{ctx.tag}hop{label}{'s' if sample else ''}", seed=11)
     sent: dict[str, float] = {}
-    out: dict[str, Any] = {"merging": merging, "rate": rate, "sent": total}
+    out: dict[str, Any] = {"merging": merging, "rate": rate, "sent": total,
+                           "sampled": sample is not None, "fetch_wait_ms": fetch_wait_ms}
+    if fetch_wait_ms is not None:
+        run.env["ZHIDA_FETCH_MAX_WAIT_MS"] = str(fetch_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap, linger_ms=0)
     reader: Orders | None = None
     try:
         await run.start()
+        # idle: what the worker and the broker burn with nothing to do (their fetch loops)
+        broker_pid = ctx.broker_pid
+        cpu0 = (proc_cpu(run.pid), proc_cpu(broker_pid))
+        await asyncio.sleep(IDLE_SECONDS)
+        cpu1 = (proc_cpu(run.pid), proc_cpu(broker_pid))
+        out["idle_cpu"] = {name: round((b - a) / IDLE_SECONDS, 3)
+                           for name, a, b in zip(("worker", "broker"), cpu0, cpu1, strict=True)
+                           if a is not None and b is not None}
         reader = Orders(ctx.bootstrap, run, {case_id_for("complaint", k.decode())
                                              for k, _ in msgs})
         await reader.start()
         await producer.start()
-        raw = ctx.workdir / f"hop{label}.raw"
-        sampler = spy(run.pid, seconds, raw, sample)
+        raw = ctx.workdir / f"hop{label}{sample or ''}.raw"
+        sampler = spy(run.pid, seconds, raw, sample) if sample else None
         start = time.perf_counter()
         futures = []
         for i, (key, value) in enumerate(msgs):
@@ -287,8 +328,9 @@ async def hops(ctx: Ctx, rate: float, seconds: float, merging: bool, sample: int
         await asyncio.gather(*futures)
         with contextlib.suppress(Failed):
             await reader.wait_all(15, run)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            sampler.wait(seconds + 10)
+        if sampler is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                sampler.wait(seconds + 10)
         layers, inclusive, samples = read_raw(raw)
         out["cpu"] = {"samples": samples, "layers": dict(layers),
                       "inclusive": dict(inclusive)}
@@ -336,9 +378,25 @@ def render(data: dict[str, Any]) -> str:
     lines = [
         "# Where a complaint's time goes (issue 27: measure first)",
         "",
-        f"`python -m bench.profile` ({data['date']:%Y-%m-%d}, {data['duration_s']} s; "
-        f"load before the run {data['load']}). See the module's docstring for the method. "
-        "py-spy samples only threads that are running (`--nonblocking`, idle excluded).",
+        f"`make bench-profile` (`python -m bench.profile`, {data['date']:%Y-%m-%d}, "
+        f"{data['duration_s']} s; 1-minute load before the run {data['load']}).",
+        "",
+        "## Method",
+        "",
+        "- **CPU**: py-spy (`record --nonblocking --format raw`, 200 samples/s) on the engine "
+        "worker while it works off complaints produced at once (the default policy: merging "
+        "on), then at the latency run's rate. A sample is charged to the innermost frame of a "
+        "known layer; the inclusive table counts a sample for every layer on its stack. Only "
+        "running threads are sampled: time spent waiting is not in these tables.",
+        "- **Hops**: complaints one by one at a fixed rate into a fresh worker on a fresh "
+        "broker, merging on and off, for each consumer fetch wait "
+        "(`ZHIDA_FETCH_MAX_WAIT_MS`). Each record's own timestamp (the producer's CreateTime) "
+        "gives the time from the complaint to its merge group's command (the intake agent), "
+        "to the command that opens its case (the group's decision: every complaint passes "
+        "its place's group, which counts hotspots and holds precedents, docs/insights.md), to "
+        "its dispatch order (the case writer: fetch, batch window, decision, the first "
+        "delivery phase), and from the order to the bench's consumer. Idle CPU is the worker's "
+        "and the broker's over 5 s before the load.",
         "",
         f"## CPU at saturation: {sat.get('complaints', 0):,} complaints at once, default "
         f"policy, {sat.get('seconds', 0):.1f} s ({sat.get('samples', 0):,} samples)",
@@ -353,7 +411,14 @@ def render(data: dict[str, Any]) -> str:
               *_share(sat.get("inclusive", {}), total), ""]
     for h in data["hops"]:
         merging = "on" if h["merging"] else "off"
-        lines += [f"## {h['rate']:g} complaints/s, merging {merging}", ""]
+        sampled = " (CPU sampled: py-spy slows the worker; its latency is not the engine's)" \
+            if h.get("sampled") else ""
+        lines += [f"## {h['rate']:g} complaints/s, merging {merging}, fetch wait "
+                  f"{h.get('fetch_wait_ms')} ms{sampled}", ""]
+        idle = h.get("idle_cpu") or {}
+        if idle:
+            lines += ["Idle, before the load: " + ", ".join(
+                f"{k} {v:.1%} of a core" for k, v in idle.items()) + ".", ""]
         if h.get("error"):
             lines += [f"failed: {h['error']}", ""]
         e = h.get("end_to_end", {})
@@ -371,6 +436,11 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class ProfileCtx(Ctx):
+    broker_pid: int | None = None
+
+
 async def run(args: argparse.Namespace) -> int:
     if not PY_SPY.exists():
         raise Failed(f"py-spy is not installed in this environment ({PY_SPY}): "
@@ -379,27 +449,37 @@ async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="zhida-profile-"))
     (workdir / "policy-default.toml").write_text("", encoding="utf-8")
     started = datetime.now(UTC)
-    load = loadavg_text()
-    broker = EmbeddedBroker(log_path=workdir / "broker.log")
     cancel_on_signals()
-    data: dict[str, Any] = {"date": started, "load": load, "hops": []}
+    data: dict[str, Any] = {"date": started, "load": loadavg_text(), "hops": []}
+    topology = Topology.load()
+
+    def ctx_on(broker: EmbeddedBroker) -> ProfileCtx:
+        # each measurement on a fresh broker: Tansu's fetch slows as it stores more
+        return ProfileCtx(broker.bootstrap, tag, workdir, [], topology, 60.0, "zhida",
+                          broker.proc.pid if broker.proc else None)
+
     try:
-        broker.start()
-        ctx = Ctx(broker.bootstrap, tag, workdir, [], Topology.load(), 60.0, "zhida")
-        progress(f"saturation: {args.n:,} complaints, py-spy at {args.sample_rate}/s")
-        sat = await profile_saturation(ctx, args.n, args.sample_rate)
-        data["saturation"] = sat.__dict__
-        progress(f"  {sat.complaints:,} in {sat.seconds:.1f} s, {sat.samples:,} samples")
-        for merging in (True, False):
+        with fresh_broker(workdir, "sat") as broker:
+            progress(f"saturation: {args.n:,} complaints, py-spy at {args.sample_rate}/s")
+            sat = await profile_saturation(ctx_on(broker), args.n, args.sample_rate)
+            data["saturation"] = sat.__dict__
+            progress(f"  {sat.complaints:,} in {sat.seconds:.1f} s, {sat.samples:,} samples "
+                     f"{sat.error or ''}")
+        plan = [(m, None, w) for w in args.fetch_waits for m in (True, False)]
+        plan.append((True, args.sample_rate, args.fetch_waits[0]))
+        for i, (merging, sample, wait) in enumerate(plan):
             progress(f"hops: {args.rate:g}/s for {args.seconds:g} s, merging "
-                     f"{'on' if merging else 'off'}")
-            h = await hops(ctx, args.rate, args.seconds, merging, args.sample_rate)
+                     f"{'on' if merging else 'off'}, fetch wait {wait} ms"
+                     f"{', py-spy' if sample else ''}")
+            with fresh_broker(workdir, f"hops{i}") as broker:
+                h = await hops(ctx_on(broker), args.rate, args.seconds, merging, sample, wait)
             data["hops"].append(h)
-            progress(f"  {h.get('end_to_end')} {h.get('hops_p50_ms')}")
+            progress(f"  idle {h.get('idle_cpu')} {h.get('end_to_end')} {h.get('hops_p50_ms')}")
     finally:
         stop_all_children()
-        broker.stop()
     data["duration_s"] = round(elapsed())
+    if args.json is not None:  # the figures as render takes them (a page's test sample)
+        args.json.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     if args.write:
         write_page(args.out, render(data))
     shutil.rmtree(workdir, ignore_errors=True)
@@ -413,8 +493,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--sample-rate", type=int, default=200, help="py-spy samples a second")
+    p.add_argument("--fetch-waits", type=lambda v: [int(x) for x in v.split(",")],
+                   default=[50, 20, 10], help="ZHIDA_FETCH_MAX_WAIT_MS values to compare (ms)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--no-write", dest="write", action="store_false")
+    p.add_argument("--json", type=Path, help="also write the figures here, as JSON")
     return p.parse_args(argv)
 
 

@@ -24,6 +24,7 @@ from bench import (
     cityday,
     directives,
     failover,
+    profile,
     replay,
     report,
     scale,
@@ -105,6 +106,8 @@ PAGES = (
          "with p99 under 1 s", capacity.render, _json),
     Page("benchmarks-replay", "# Replay: a synthetic month decided again by the core",
          replay.render, _dated),
+    Page("benchmarks-profile", "# Where a complaint's time goes (issue 27: measure first)",
+         profile.render, _dated),
 )
 
 
