@@ -18,8 +18,8 @@ from engine.tools.cli import main, parser
 from engine.tools.ops import precedents
 from engine.tools.ops.common import EXIT_USAGE, OpsError
 from schemas.outbound import RulingInsight
-from tests.core.test_insights import POINT, Town, complaint, disputed
 from tests.support.helpers import DISTRICT, OTHER_STREET, STREET, T0, update_cmd
+from tests.support.insights import POINT, Town, complaint, disputed
 
 POLICY = """
 [policy]
