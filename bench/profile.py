@@ -299,6 +299,7 @@ async def hops(ctx: Ctx, rate: float, seconds: float, merging: bool, sample: int
                            "sampled": sample is not None, "fetch_wait_ms": fetch_wait_ms}
     if fetch_wait_ms is not None:
         run.env["ZHIDA_FETCH_MAX_WAIT_MS"] = str(fetch_wait_ms)
+    run.env.update(ctx.env)
     producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap, linger_ms=0)
     reader: Orders | None = None
     try:
@@ -439,6 +440,7 @@ def render(data: dict[str, Any]) -> str:
 @dataclass
 class ProfileCtx(Ctx):
     broker_pid: int | None = None
+    env: dict[str, str] = field(default_factory=dict)  # more ZHIDA_* for every worker
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -456,17 +458,21 @@ async def run(args: argparse.Namespace) -> int:
     def ctx_on(broker: EmbeddedBroker) -> ProfileCtx:
         # each measurement on a fresh broker: Tansu's fetch slows as it stores more
         return ProfileCtx(broker.bootstrap, tag, workdir, [], topology, 60.0, "zhida",
-                          broker.proc.pid if broker.proc else None)
+                          broker.proc.pid if broker.proc else None, dict(args.env))
 
     try:
-        with fresh_broker(workdir, "sat") as broker:
-            progress(f"saturation: {args.n:,} complaints, py-spy at {args.sample_rate}/s")
-            sat = await profile_saturation(ctx_on(broker), args.n, args.sample_rate)
-            data["saturation"] = sat.__dict__
-            progress(f"  {sat.complaints:,} in {sat.seconds:.1f} s, {sat.samples:,} samples "
-                     f"{sat.error or ''}")
+        data["env"] = dict(args.env)
+        data["saturation"] = Profile("saturation", error="not run").__dict__
+        if not args.skip_saturation:
+            with fresh_broker(workdir, "sat") as broker:
+                progress(f"saturation: {args.n:,} complaints, py-spy at {args.sample_rate}/s")
+                sat = await profile_saturation(ctx_on(broker), args.n, args.sample_rate)
+                data["saturation"] = sat.__dict__
+                progress(f"  {sat.complaints:,} in {sat.seconds:.1f} s, {sat.samples:,} "
+                         f"samples {sat.error or ''}")
         plan = [(m, None, w) for w in args.fetch_waits for m in (True, False)]
-        plan.append((True, args.sample_rate, args.fetch_waits[0]))
+        if args.sample_rate > 0:
+            plan.append((True, args.sample_rate, args.fetch_waits[0]))
         for i, (merging, sample, wait) in enumerate(plan):
             progress(f"hops: {args.rate:g}/s for {args.seconds:g} s, merging "
                      f"{'on' if merging else 'off'}, fetch wait {wait} ms"
@@ -498,6 +504,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--no-write", dest="write", action="store_false")
     p.add_argument("--json", type=Path, help="also write the figures here, as JSON")
+    p.add_argument("--env", action="append", default=[], metavar="ZHIDA_X=VALUE",
+                   type=lambda v: tuple(v.split("=", 1)),
+                   help="a setting for every worker of the run (repeat for more)")
+    p.add_argument("--skip-saturation", action="store_true")
     return p.parse_args(argv)
 
 

@@ -48,12 +48,15 @@ from engine.core.world import World
 from schemas.inbound import Directive, UnitsTarget
 from schemas.outbound import HotspotInsight, PrecedentRecord, RevokedInsight
 
-SIGHTINGS_KEPT = 32  # reports a place remembers within the window (the threshold if more)
-SPOTS_KEPT = 64  # point clusters a group remembers
-CASES_KEPT = 256  # a current hotspot's distinct cases remembered (its count goes on)
-CALLERS_KEPT = 256  # a current hotspot's callers remembered
-REOPENED_KEPT = 64
-PRECEDENTS_KEPT = 64  # per place group; the oldest revoked ones go first
+# Bounds of a group's record (``x:``, one changelog record rewritten by every report): a
+# place with every bound reached stays near 12 KB, a district's point group with every
+# cluster full near 100 KB (tests/core/test_insights.py holds that)
+SIGHTINGS_KEPT = 12  # reports a place remembers within the window (the threshold if more)
+SPOTS_KEPT = 16  # point clusters a group remembers
+CASES_KEPT = 64  # a current hotspot's distinct cases remembered (its count goes on)
+CALLERS_KEPT = 64  # a current hotspot's callers remembered
+REOPENED_KEPT = 16
+PRECEDENTS_KEPT = 32  # per place group; the oldest revoked ones go first
 RETURNERS_KEPT = 16
 
 

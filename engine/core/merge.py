@@ -148,10 +148,9 @@ def route(group: GroupState | None, cmd: Command, window: timedelta, radius_m: f
     went = next((to for o, to in reversed(g.routed) if o == own), None)
     if went is not None:  # the same report again: where it went, a duplicate there
         return Routed(g, _to(cmd, went, own, report), joined=False)
-    if window <= timedelta(0):  # merging off: the group only counts (engine/core/insights.py)
-        routed = (*g.routed, (own, own))[-ROUTED_KEPT:]
-        return Routed(g.model_copy(update={"routed": routed}), _open(cmd, own, report),
-                      joined=False)
+    if window <= timedelta(0):  # merging off: the group only counts (engine/core/insights.py);
+        # a report sent again opens its own case again, a duplicate there
+        return Routed(g, _open(cmd, own, report), joined=False)
     live = tuple(c for c in g.candidates if cmd.at - c.opened_at < window)
     if any(c.case_id == own for c in live):  # the same report again: its own case says so
         return Routed(g, _open(cmd, own, report), joined=False)

@@ -218,3 +218,24 @@ def test_a_hotspot_can_issue_a_directive_from_the_district_to_the_street(
     assert directive.targets.units == [STREET] and directive.ack_within == timedelta(hours=4)
     again = insights.directive_for(g.spots[0].hotspot, on, timedelta(hours=4))
     assert again is not None and again.aggregate == c.aggregate  # the id is the hotspot's
+
+
+def test_a_groups_record_stays_small_with_every_bound_reached(world: World) -> None:
+    """The group's state is one changelog record rewritten by every report: with its place's
+    sightings, cases and callers full it stays near 12 KB; a point group with every cluster
+    full, near 100 KB (a broker's default limit is 1 MB)."""
+    t = Town(world)
+    for i in range(200):  # one place, 200 callers, 200 cases: a hotspot kept current
+        t.report(complaint(i, phone=f"139{i:08d}"), at=T0 + timedelta(hours=3 * i % 150))
+    (key,) = t.groups
+    assert len(t.groups[key].model_dump_json()) < 14_000
+    points = Town(world)
+    for i in range(400):  # 20 clusters on a grid 110 m apart, 20 reports each
+        row, col = divmod(i % 20, 5)
+        grid = {"lat": POINT["lat"] + row * 110 / 111_000,
+                "lon": POINT["lon"] + col * 110 / 96_000}  # ~96 km a degree of longitude here
+        points.report(complaint(1000 + i, location=grid, phone=f"137{i:08d}"),
+                      at=T0 + timedelta(minutes=i))
+    g = max(points.groups.values(), key=lambda x: len(x.spots))
+    assert len(g.spots) == insights.SPOTS_KEPT
+    assert len(g.model_dump_json()) < 110_000
