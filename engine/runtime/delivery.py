@@ -22,7 +22,7 @@ log = logs.get("zhida.writer")
 
 RETRY_FIRST = 0.2
 RETRY_MAX = 5.0
-_WRITER_STOP = ("case_commands", None)  # the writer's entry in ``Engine.letter_stops``
+_WRITER_STOP = ("case_commands", None)  # the writer's entry in ``Outputs.letter_stops``
 
 
 async def deliver(engine: Engine, records: list[Record]) -> dict[tuple[str, int], int]:

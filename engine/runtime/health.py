@@ -129,8 +129,8 @@ class Health:
             brokers = await self.probe()
             partitions = list(self.snapshot())
             rebalancing = bool(getattr(self.engine.app, "rebalancing", False))
-            stops = getattr(self.engine, "letter_stops", None)
-            stopped = [s.describe() for s in stops.active(self.engine.app)] if stops else []
+            stops = self.engine.outputs.letter_stops
+            stopped = [s.describe() for s in stops.active(self.engine.app)]
         except Exception:  # a bug here must not stop the checks
             log.exception("health_check_failed")
             return
