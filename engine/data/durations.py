@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 _US_PER = {"H": 3_600_000_000, "M": 60_000_000, "S": 1_000_000}
 _DAY_US = 86_400_000_000
@@ -89,3 +91,30 @@ def format_duration(days: int, us: int) -> str:
         elif s:
             out += f"{s}S"
     return out
+
+
+# ---- the policy file's duration fields (engine/data/policy.py) ----
+
+
+def _stage_duration(v: Any) -> str | None:
+    if v is None:
+        return None
+    days, us = parse_duration(v)
+    if days == 0 and us == 0:
+        raise ValueError(f"a stage's deadline must be longer than zero, got {v!r}")
+    return format_duration(days, us)
+
+
+def _window(v: Any) -> str:
+    return format_duration(*parse_duration(v))
+
+
+StageDuration = Annotated[str, BeforeValidator(_stage_duration)]
+OptionalStageDuration = Annotated[str | None, BeforeValidator(_stage_duration)]
+Window = Annotated[str, BeforeValidator(_window)]
+
+
+def wall_time(text: str) -> timedelta:
+    """A normalised duration as wall-clock time (a day is 24 h whatever the clock)."""
+    days, us = parse_duration(text)
+    return timedelta(days=days, microseconds=us)

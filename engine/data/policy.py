@@ -33,13 +33,12 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -47,7 +46,13 @@ from pydantic import (
     field_validator,
 )
 
-from engine.data.durations import format_duration, parse_duration
+from engine.data.durations import (
+    OptionalStageDuration,
+    StageDuration,
+    Window,
+    parse_duration,
+    wall_time,
+)
 from engine.data.durations import show_value as _show
 
 DATA = Path(__file__).parent / "policy.toml"
@@ -79,24 +84,6 @@ class _At(ValueError):
         super().__init__(message)
         self.loc = loc
         self.message = message
-
-
-def _stage_duration(v: Any) -> str | None:
-    if v is None:
-        return None
-    days, us = parse_duration(v)
-    if days == 0 and us == 0:
-        raise ValueError(f"a stage's deadline must be longer than zero, got {v!r}")
-    return format_duration(days, us)
-
-
-def _window(v: Any) -> str:
-    return format_duration(*parse_duration(v))
-
-
-StageDuration = Annotated[str, BeforeValidator(_stage_duration)]
-OptionalStageDuration = Annotated[str | None, BeforeValidator(_stage_duration)]
-Window = Annotated[str, BeforeValidator(_window)]
 
 
 # ---- the file's tables ----
@@ -445,8 +432,7 @@ class Policy(_Table):
     @property
     def merge_window(self) -> timedelta:
         """Wall-clock time (a day is 24 h on either clock); zero turns merging off."""
-        days, us = parse_duration(self.general.merge_window)
-        return timedelta(days=days, microseconds=us)
+        return wall_time(self.general.merge_window)
 
     @property
     def border_distance_m(self) -> float:
@@ -463,16 +449,14 @@ class Policy(_Table):
     @property
     def hotspot_window(self) -> timedelta:
         """Wall-clock time, as the merge window."""
-        days, us = parse_duration(self.general.hotspot_window)
-        return timedelta(days=days, microseconds=us)
+        return wall_time(self.general.hotspot_window)
 
     @property
     def directive_on_hotspot(self) -> timedelta | None:
         """How long the street has to acknowledge a 未诉先办 directive; None: none issued."""
         if not self.insights.directive_on_hotspot:
             return None
-        days, us = parse_duration(self.insights.directive_ack_within)
-        return timedelta(days=days, microseconds=us) or None
+        return wall_time(self.insights.directive_ack_within) or None
 
     @property
     def storm_alarms_per_minute(self) -> int:

@@ -13,14 +13,13 @@ import pydantic
 import pytest
 
 from engine.data.catalogue import Catalogue
+from engine.data.durations import format_duration, parse_duration
 from engine.data.policy import (
     DATA,
     PRIORITIES,
     STAGES,
     Policy,
     PolicyError,
-    format_duration,
-    parse_duration,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
