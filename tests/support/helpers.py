@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,3 +75,13 @@ def world_with(policy: str, directory: Path, today: date = date(2026, 11, 23)) -
     f = directory / "policy.toml"
     f.write_text(policy, encoding="utf-8")
     return load_world(policy=str(f), today=today)
+
+
+async def until(done: Callable[[], object], timeout: float = 10.0, what: str = "condition"
+                ) -> None:
+    """Poll ``done`` every ``POLL`` s until it is true; AssertionError after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done():
+        assert loop.time() < deadline, f"{what} not met within {timeout:g} s"
+        await asyncio.sleep(POLL)

@@ -25,7 +25,7 @@ from engine.tools.sim.generator import CENTRAL_DISTRICTS, T0, Generator, Input, 
 from handlers import citizen_feedback, complaints, sensed, unit_updates
 from schemas.codec import decode
 from schemas.inbound import CitizenFeedback, Complaint, SensedAlarm, UnitUpdate
-from tests.support.helpers import POLL
+from tests.support.helpers import until
 from topics import TopicNames
 
 TOPO = Topology.load()
@@ -277,10 +277,7 @@ async def test_scheduler_fires_in_due_order_and_replaces_per_key() -> None:
     scheduler.schedule("c", 0.0, note("c"))
     task = asyncio.create_task(scheduler.run())
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while len(scheduler) and loop.time() < deadline:
-            await asyncio.sleep(POLL)
+        await until(lambda: not len(scheduler), timeout=5, what="the scheduled actions")
     finally:
         task.cancel()
     assert fired == ["c", "a-new", "b"]

@@ -35,7 +35,7 @@ from engine.tools.sim.watch import Tally
 from handlers import complaints, unit_updates
 from schemas.codec import decode
 from schemas.inbound import Complaint
-from tests.support.helpers import POLL
+from tests.support.helpers import POLL, until
 from topics import TopicNames
 
 TOPO = Topology.load()
@@ -233,8 +233,7 @@ async def test_every_dispute_order_gets_the_arbiters_assign() -> None:
                       "category": "noise"}, "city")  # at the city: ruled, not triaged
     task = asyncio.create_task(scheduler.run())
     try:
-        while len(scheduler):
-            await asyncio.sleep(POLL)
+        await until(lambda: not len(scheduler), what="the arbiters' answers")
     finally:
         task.cancel()
     sent = {v["case_id"]: v for _, _, v in sender.sent}
