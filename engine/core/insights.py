@@ -104,9 +104,11 @@ def decide_group(group: merge.GroupState | None, cmd: Command, world: World
             "precedent": precedent.insight_id, "precedent_unit": precedent.unit})})
     if report.source != "complaint" or policy.hotspot_min_reports <= 0:
         return GroupDecision(g, forward, joined=routed.joined)
-    unit = precedent.unit if precedent is not None else _routed_unit(world, report)
+    point = merge.point_of(report.location)
     seen = Sighting(at=cmd.at, report=body.case_id, case_id=forward.aggregate,
-                    caller=_caller(g.key, report), unit=unit)
+                    caller=_caller(g.key, report),
+                    unit=precedent.unit if precedent is not None else None,
+                    lat=point[0] if point else None, lon=point[1] if point else None)
     g, outputs, records = _count(g, report, seen, again, world)
     ack = policy.directive_on_hotspot
     issued = [c for o in outputs if ack is not None and isinstance(o.value, HotspotInsight)
@@ -135,13 +137,19 @@ def directive_for(h: HotspotInsight, world: World, ack_within: timedelta) -> Com
                    body=IssueDirective(directive=directive))
 
 
-def _routed_unit(world: World, report: OpenCase) -> str:
-    """The unit the rules dispatch the report to (what its case's ``dispatched`` says)."""
-    category = world.catalogue.get(report.category, report.source)
-    if category is None:
+def _unit_of(world: World, key: str, category: str, seen: Sighting) -> str:
+    """The unit a counted report was dispatched to (what its case's ``dispatched`` says): the
+    precedent's, or the rules' for its point or its group's unit. Routed only on a raise,
+    not for every report: the case routes it anyway."""
+    if seen.unit is not None:
+        return seen.unit
+    rules = world.catalogue.get(category, "complaint")
+    if rules is None:
         return world.topology.city
+    location: dict[str, Any] = {"lat": seen.lat, "lon": seen.lon} if seen.lat is not None \
+        else {"unit": merge.place_of(key)}
     try:
-        return route(world.topology, category, report.location, world.placer,
+        return route(world.topology, rules, location, world.placer,
                      world.policy.border_distance_m).unit
     except UnknownUnit:
         return world.topology.city
@@ -201,7 +209,7 @@ def _count(g: merge.GroupState, report: OpenCase, seen: Sighting, again: bool, w
         spot = _grown(spot, seen)
         records.append(spot.hotspot)
     elif len(recent) >= minimum:
-        spot = _raised(g.key, report, spot, recent, at, radius)
+        spot = _raised(g.key, report, spot, recent, at, world)
         assert spot.hotspot is not None
         outputs.append(insight_output(spot.hotspot))
         records.append(spot.hotspot)
@@ -225,7 +233,8 @@ def _tally(callers: dict[str, int], tag: str | None) -> None:
 
 
 def _raised(key: str, report: OpenCase, spot: Spot, recent: tuple[Sighting, ...],
-            at: datetime, radius: float) -> Spot:
+            at: datetime, world: World) -> Spot:
+    radius = world.policy.merge_radius_m
     callers: dict[str, int] = {}
     for x in recent:
         _tally(callers, x.caller)
@@ -235,7 +244,8 @@ def _raised(key: str, report: OpenCase, spot: Spot, recent: tuple[Sighting, ...]
         else {"lat": spot.lat, "lon": spot.lon, "radius_m": radius}
     hotspot = HotspotInsight(
         insight_id=ids.insight_id("hotspot", key, recent[-1].report), at=at,
-        category=report.category, place=place, unit=first.unit, window_start=first.at,
+        category=report.category, place=place,
+        unit=_unit_of(world, key, report.category, first), window_start=first.at,
         reports=len(recent), cases=len(cases),
         repeat_callers=_repeat_callers(tuple(callers.items())),
         reopened=sum(1 for c in cases if c in spot.reopened))

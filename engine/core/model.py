@@ -360,7 +360,9 @@ class Sighting(Frozen):
     report: str  # the report's own case id: a report sent again is not counted twice
     case_id: str
     caller: str | None = None  # a keyed hash of the phone, or None: a caller of its own
-    unit: str
+    unit: str | None = None  # the precedent's unit when one routed it, else routed on a raise
+    lat: float | None = None  # its point, to route it again on a raise
+    lon: float | None = None
 
 
 class Spot(Frozen):

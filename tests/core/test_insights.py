@@ -54,13 +54,16 @@ def test_merged_reports_count_and_their_cases_once(world: World) -> None:
 
 def test_points_form_clusters_by_the_first_point(world: World) -> None:
     t = Town(world)
-    for i in range(5):  # within 100 m of the first point
-        t.report(complaint(i, location=near(20 * i)), at=T0 + timedelta(hours=3 * i))
+    first = [t.report(complaint(i, location=near(20 * i)), at=T0 + timedelta(hours=3 * i))
+             for i in range(5)]  # within 100 m of the first point
     for i in range(5, 9):  # 1 km away: a cluster of its own, below the threshold
         t.report(complaint(i, location=near(1000)), at=T0 + timedelta(hours=3 * i))
     (h,) = t.insights("hotspot")
     assert h.place == {"lat": POINT["lat"], "lon": POINT["lon"], "radius_m": 100.0}
     assert h.reports == 5
+    # the unit the first counted report's case was dispatched to, routed again on the raise
+    (dispatched,) = [e for e in t.events("dispatched") if e.case_id == first[0]]
+    assert h.unit == dispatched.unit
 
 
 def test_reports_outside_the_window_do_not_add_up(world: World) -> None:
