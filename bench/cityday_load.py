@@ -395,25 +395,10 @@ class CityDayLoad(Load):
                 "at": _now_rfc3339()}
         await self._send(producer, NAMES.citizen_feedback, case_id, body, rec)  # type: ignore[arg-type]
 
-    async def _react_directive(self, producer: AIOKafkaProducer, r: Record) -> None:
-        d = self.directives.get(str(r.f.get("directive_id")))
-        target = r.f.get("target")
-        if d is None or not isinstance(target, str) or target not in d.targets:
-            return
-        task = (d.directive_id, target)
-        if (r.kind == "order" and r.f.get("kind") == "directive" and target != d.silent
-                and task not in self._task_acked):
-            self._task_acked.add(task)
-            if self.forge_every and len(self._task_acked) % self.forge_every == 0:
-                await self._directive_update(producer, d.directive_id,
-                                             self._non_target(d.targets), "ack", "unauthorized")
-            span = self._span(r.body(), "issued_at")
-            self._later(delay_share(ANSWER, self.rng) * span,
-                        lambda p: self._directive_update(p, d.directive_id, target, "ack",
-                                                         "event"))
-        elif (r.kind == "devent" and r.f.get("type") == "acknowledged" and d.report
-              and task in self._task_acked and task not in self._task_reported):
-            self._task_reported.add(task)
-            self._later(self.rng.uniform(0.1, 0.6) * self.day.directive_report,
-                        lambda p: self._directive_update(p, d.directive_id, target, "report",
-                                                         "event"))
+    async def _task_answer(self, producer: AIOKafkaProducer, directive_id: str, target: str,
+                           action: str, r: Record) -> None:
+        """After a while: an ack within the directive's span, a report within the day's."""
+        delay = (delay_share(ANSWER, self.rng) * self._span(r.body(), "issued_at")
+                 if action == "ack" else self.rng.uniform(0.1, 0.6) * self.day.directive_report)
+        self._later(delay, lambda p: self._directive_update(p, directive_id, target, action,
+                                                            "event"))

@@ -296,11 +296,17 @@ class Load:
             if self.forge_every and len(self._task_acked) % self.forge_every == 0:
                 await self._directive_update(producer, d.directive_id,
                                              self._non_target(d.targets), "ack", "unauthorized")
-            await self._directive_update(producer, d.directive_id, target, "ack", "event")
+            await self._task_answer(producer, d.directive_id, target, "ack", r)
         elif (r.kind == "devent" and r.f.get("type") == "acknowledged" and d.report
               and task in self._task_acked and task not in self._task_reported):
             self._task_reported.add(task)
-            await self._directive_update(producer, d.directive_id, target, "report", "event")
+            await self._task_answer(producer, d.directive_id, target, "report", r)
+
+    async def _task_answer(self, producer: AIOKafkaProducer, directive_id: str, target: str,
+                           action: str, r: Record) -> None:
+        """A target's ``ack`` or ``report`` of its task: at once (a load with delays
+        overrides this)."""
+        await self._directive_update(producer, directive_id, target, action, "event")
 
     async def _react(self, producer: AIOKafkaProducer, r: Record) -> None:
         if r.kind == "devent" or (r.kind == "order" and r.f.get("directive_id")):
